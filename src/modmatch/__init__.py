@@ -1,0 +1,13 @@
+"""modmatch: decide fast and exactly which modules of a model match LoRA/PEFT target patterns.
+
+Results equal NeMo Automodel's ``module_matcher`` (kept as :mod:`modmatch.reference`), while all
+patterns are compiled once into one RE2 set and answers are cached per module name.
+"""
+
+from . import reference
+from .errors import PatternError
+from .matcher import ModuleMatcher, wildcard_match
+from .patternset import PatternSet
+
+__all__ = ["ModuleMatcher", "PatternError", "PatternSet", "reference", "wildcard_match"]
+__version__ = "0.1.0"

@@ -1,0 +1,157 @@
+"""The seed's API, ``wildcard_match`` and ``ModuleMatcher``, as a thin layer over PatternSet.
+
+This is the only module that knows ``nn.Linear``, ``lm_head`` and the seed's rule order; it
+imports torch on first use, so ``import modmatch`` stays light.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from .patternset import PatternSet
+
+__all__ = ["ModuleMatcher", "wildcard_match"]
+
+_DEFAULT_TARGETS = ("linear_qkv", "linear_proj", "linear_fc1", "linear_fc2")
+_linear_type: type | None = None
+
+
+def _linear() -> type:
+    global _linear_type
+    if _linear_type is None:
+        from torch import nn
+
+        _linear_type = nn.Linear
+    return _linear_type
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(pattern: str) -> PatternSet:
+    return PatternSet([pattern], cache_size=0)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _cached_match(pattern: str, key: str) -> bool:
+    return _compiled(pattern).match(key)
+
+
+def wildcard_match(pattern: str, key: str | None) -> bool | None:
+    """Whether ``pattern`` matches ``key`` as the seed decides; None when ``key`` is None."""
+    if key is None:
+        return None
+    if not isinstance(pattern, str):
+        raise TypeError(f"pattern must be a str, got {type(pattern).__name__}: {pattern!r}")
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a str or None, got {type(key).__name__}: {key!r}")
+    return _cached_match(pattern, key)
+
+
+class _ReadOnlyList(list):  # type: ignore[type-arg]
+    """A list the matcher owns: equal to the list it was given, but refusing changes."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError(
+            "ModuleMatcher patterns are read-only; build a new ModuleMatcher with the changed list"
+        )
+
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(self))
+
+    def __reduce__(self) -> tuple[type[list[Any]], tuple[list[Any]]]:
+        return (list, (list(self),))
+
+    def __copy__(self) -> _ReadOnlyList:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _ReadOnlyList:
+        return self
+
+
+def _owned(field_name: str, value: Any) -> Any:
+    """The seed's normalisation (a str becomes a one-element list), as an unchangeable copy."""
+    if isinstance(value, str):
+        return _ReadOnlyList([value])
+    if isinstance(value, list):
+        return _ReadOnlyList(value)
+    if value is None or isinstance(value, tuple):
+        return value
+    raise TypeError(f"{field_name} must be a str, a list of str or None, got {type(value).__name__}: {value!r}")
+
+
+@dataclass(frozen=True)
+class ModuleMatcher:
+    """Decides per module whether it gets an adapter, exactly as the seed does.
+
+    Targets match a module by its short ``name`` or by a pattern matching ``prefix.name``;
+    ``match_all_linear`` takes every ``nn.Linear``; with no targets, every ``nn.Linear`` not
+    excluded matches. The matcher is immutable: patterns are compiled once, at construction.
+    """
+
+    target_modules: list[str] = field(default_factory=lambda: list(_DEFAULT_TARGETS))
+    exclude_modules: list[str] = field(default_factory=list)
+    match_all_linear: bool = field(default=False)
+    is_causal_lm: bool = field(default=False)
+
+    def __post_init__(self) -> None:
+        targets = _owned("target_modules", self.target_modules)
+        excludes = _owned("exclude_modules", self.exclude_modules)
+        object.__setattr__(self, "target_modules", targets)
+        object.__setattr__(self, "exclude_modules", excludes)
+        targets_empty = not isinstance(targets, list) or len(targets) == 0
+        excludes_empty = not isinstance(excludes, list) or len(excludes) == 0
+        # `is False`, as in the seed: a falsy non-bool such as 0 passes this check.
+        if self.match_all_linear is False and targets_empty and excludes_empty:
+            raise ValueError(
+                "Expected match_all_linear to be true or target_modules/exclude_modules to be non-empty"
+            )
+        object.__setattr__(self, "_targets", _Rule(targets))
+        object.__setattr__(self, "_excludes", _Rule(excludes))
+
+    def match(self, m: Any, name: str | None = None, prefix: str | None = None) -> bool | None:
+        """True or False as the seed decides; None when there are targets and none matched."""
+        full_name = f"{prefix}.{name}" if prefix else name
+        if self.is_causal_lm and "lm_head" in full_name:  # type: ignore[operator]
+            return False
+        if self.match_all_linear and isinstance(m, _linear()):
+            return True
+        if self.target_modules:
+            assert not self.exclude_modules, (
+                "`exclude_modules` must be empty when `target_modules` is used."
+            )
+            if self._targets.matches(name, full_name):  # type: ignore[attr-defined]
+                return True
+            return None
+        return not self._excludes.matches(name, full_name) and isinstance(m, _linear())  # type: ignore[attr-defined]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            type(self),
+            (self.target_modules, self.exclude_modules, self.match_all_linear, self.is_causal_lm),
+        )
+
+
+class _Rule:
+    """One list of the seed's patterns: equal to a module's short name, or matching its full name."""
+
+    __slots__ = ("_names", "_patterns", "_set")
+
+    def __init__(self, patterns: list[str] | tuple[str, ...] | None) -> None:
+        self._patterns = patterns
+        self._set = PatternSet(patterns) if patterns else None
+        self._names = frozenset(patterns) if patterns else frozenset()
+
+    def matches(self, name: Any, full_name: Any) -> bool:
+        # The seed compares `name == pattern` one pattern at a time; a frozenset answers the
+        # same for str names, anything else takes the seed's own comparison.
+        if type(name) is str and self._patterns is not None:
+            if name in self._names:
+                return True
+        elif name in self._patterns:  # type: ignore[operator]
+            return True
+        # The seed's wildcard_match answers None (no match) for a None full name.
+        return self._set is not None and full_name is not None and self._set.match(full_name)

@@ -1,0 +1,230 @@
+"""Translate Python's parse of the seed regex into RE2 syntax with the same meaning.
+
+The seed's pattern is live Python regex syntax, so the only faithful reading of it is Python's
+own parser. Each node of that tree becomes RE2 syntax that accepts the same names, written out
+explicitly (``[^\\n]`` for ``.``, ``\\z`` for ``$``) so RE2's defaults never matter. A few Python
+constructs agree with RE2 only on some names (``$`` before a final newline, Unicode ``\\d``);
+the translation reports those name features as :class:`Sensitivity`, and names that have them
+are answered by ``re``. Constructs RE2 lacks raise :class:`Untranslatable`.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    from re import _constants as sre
+    from re import _parser as sre_parse
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import sre_constants as sre
+    import sre_parse
+
+__all__ = ["Sensitivity", "Translation", "Untranslatable", "parse", "translate", "translate_plain"]
+
+# RE2 refuses larger repeat counts ("invalid repetition size").
+_RE2_MAX_REPEAT = 1000
+_SURROGATES = (0xD800, 0xDFFF)
+_MATCH_NOTHING = r"[^\x00-\x{10ffff}]"
+
+_CATEGORY_ESCAPES = {
+    sre.CATEGORY_DIGIT: r"\d",
+    sre.CATEGORY_NOT_DIGIT: r"\D",
+    sre.CATEGORY_SPACE: r"\s",
+    sre.CATEGORY_NOT_SPACE: r"\S",
+    sre.CATEGORY_WORD: r"\w",
+    sre.CATEGORY_NOT_WORD: r"\W",
+}
+_UNSUPPORTED = {
+    sre.GROUPREF: "backreference",
+    sre.GROUPREF_EXISTS: "conditional group",
+    sre.ASSERT: "lookaround",
+    sre.ASSERT_NOT: "negative lookaround",
+}
+if sys.version_info >= (3, 11):
+    _UNSUPPORTED[sre.ATOMIC_GROUP] = "atomic group"
+    _UNSUPPORTED[sre.POSSESSIVE_REPEAT] = "possessive repeat"
+
+
+class Sensitivity(enum.IntFlag):
+    """Name features on which a translated pattern may answer differently from Python's ``re``."""
+
+    NONE = 0
+    NON_ASCII = enum.auto()  # Unicode \d \w \s \b, case folding: RE2's are ASCII-only
+    TRAILING_NEWLINE = enum.auto()  # Python's $ also matches before one final "\n"
+    NEWLINE = enum.auto()  # multi-line ^ and $ around any "\n"
+    EMPTY = enum.auto()  # Python's \B never matches an empty string; RE2's does
+
+
+class Untranslatable(Exception):
+    """The pattern uses a construct RE2 cannot express; the reason names it."""
+
+
+@dataclass(frozen=True)
+class Translation:
+    """RE2 syntax equivalent to a seed regex, except on names with the listed features."""
+
+    source: str
+    sensitivity: Sensitivity
+
+
+def parse(regex: str) -> Any:
+    """Python's parse tree of ``regex``; raises what ``re.compile`` raises for bad syntax."""
+    return sre_parse.parse(regex, 0)
+
+
+# Module-name patterns are mostly words, dots and stars; for those the seed regex has one reading
+# and no possible syntax error, so the parse can be skipped.
+_PLAIN = re.compile(r"[A-Za-z0-9_.*]*")
+
+
+def translate_plain(pattern: str) -> Translation | None:
+    """The translation of a pattern made only of ASCII letters, digits, ``_``, ``.`` and ``*``."""
+    if not _PLAIN.fullmatch(pattern):
+        return None
+    body = pattern.replace(".", r"[^\n]").replace("*", r"[^\n]*")
+    return Translation(r"\A" + body + r"\z", Sensitivity.TRAILING_NEWLINE)
+
+
+def translate(tree: Any) -> Translation:
+    """RE2 syntax for a parse tree from :func:`parse`, or raise :class:`Untranslatable`."""
+    writer = _Writer()
+    source = writer.sequence(tree, tree.state.flags)
+    return Translation(source, writer.sensitivity)
+
+
+class _Writer:
+    """Walks one parse tree, collecting the sensitivity of what it has written."""
+
+    def __init__(self) -> None:
+        self.sensitivity = Sensitivity.NONE
+
+    def sequence(self, items: Any, flags: int) -> str:
+        return "".join(self.node(op, av, flags) for op, av in items)
+
+    def node(self, op: Any, av: Any, flags: int) -> str:
+        if op in _UNSUPPORTED:
+            raise Untranslatable(_UNSUPPORTED[op])
+        if op is sre.LITERAL or op is sre.NOT_LITERAL or op is sre.IN:
+            return self.char_class(op, av, flags)
+        if op is sre.ANY:
+            return r"(?s:.)" if flags & sre.SRE_FLAG_DOTALL else r"[^\n]"
+        if op is sre.BRANCH:
+            return "(?:" + "|".join(self.sequence(alt, flags) for alt in av[1]) + ")"
+        if op is sre.SUBPATTERN:
+            _group, add_flags, del_flags, body = av
+            return "(?:" + self.sequence(body, (flags | add_flags) & ~del_flags) + ")"
+        if op is sre.MAX_REPEAT or op is sre.MIN_REPEAT:
+            # Greedy or lazy, a repeat accepts the same names; only the match found differs.
+            low, high, body = av
+            return "(?:" + self.sequence(body, flags) + ")" + _repeat(low, high)
+        if op is sre.AT:
+            return self.anchor(av, flags)
+        raise Untranslatable(f"unsupported construct {op}")
+
+    def anchor(self, code: Any, flags: int) -> str:
+        multiline = flags & sre.SRE_FLAG_MULTILINE
+        if code is sre.AT_BEGINNING_STRING or (code is sre.AT_BEGINNING and not multiline):
+            return r"\A"
+        if code is sre.AT_END_STRING:
+            return r"\z"
+        if code is sre.AT_BEGINNING or code is sre.AT_END:
+            if multiline:
+                self.sensitivity |= Sensitivity.NEWLINE
+                return "(?m:^)" if code is sre.AT_BEGINNING else "(?m:$)"
+            self.sensitivity |= Sensitivity.TRAILING_NEWLINE
+            return r"\z"
+        if code is sre.AT_BOUNDARY:
+            self.sensitivity |= Sensitivity.NON_ASCII
+            return r"\b"
+        if code is sre.AT_NON_BOUNDARY:
+            self.sensitivity |= Sensitivity.NON_ASCII | Sensitivity.EMPTY
+            return r"\B"
+        raise Untranslatable(f"unsupported anchor {code}")
+
+    def char_class(self, op: Any, av: Any, flags: int) -> str:
+        """One character: a literal, a negated literal or a ``[...]`` set."""
+        items = [(op, av)] if op is not sre.IN else list(av)
+        if op is sre.NOT_LITERAL:
+            items = [(sre.NEGATE, None), (sre.LITERAL, av)]
+        negate = bool(items) and items[0][0] is sre.NEGATE
+        if negate:
+            items = items[1:]
+        if flags & sre.SRE_FLAG_IGNORECASE or any(kind is sre.CATEGORY for kind, _ in items):
+            # Python's case folding and Unicode classes differ from RE2's beyond ASCII, so
+            # write out exactly the ASCII characters Python accepts and send other names to re.
+            self.sensitivity |= Sensitivity.NON_ASCII
+            return _ascii_class(_python_class(negate, items, flags))
+        ranges: list[tuple[int, int]] = []
+        for kind, value in items:
+            low, high = (value, value) if kind is sre.LITERAL else value
+            ranges.extend(_without_surrogates(low, high))
+        return _class(negate, ranges)
+
+
+def _repeat(low: int, high: int) -> str:
+    unbounded = high == sre.MAXREPEAT
+    if low > _RE2_MAX_REPEAT or (not unbounded and high > _RE2_MAX_REPEAT):
+        raise Untranslatable(f"repeat count above RE2's limit of {_RE2_MAX_REPEAT}")
+    if unbounded:
+        return {0: "*", 1: "+"}.get(low, f"{{{low},}}")
+    if (low, high) == (0, 1):
+        return "?"
+    return f"{{{low}}}" if low == high else f"{{{low},{high}}}"
+
+
+def _without_surrogates(low: int, high: int) -> list[tuple[int, int]]:
+    # Names holding a lone surrogate never reach RE2 (they cannot be UTF-8 encoded), so the
+    # surrogate block can be dropped from every range; RE2 could not match it anyway.
+    first, last = _SURROGATES
+    parts = [(low, min(high, first - 1)), (max(low, last + 1), high)]
+    return [(a, b) for a, b in parts if a <= b]
+
+
+def _escape(code: int) -> str:
+    char = chr(code)
+    return char if char.isascii() and (char.isalnum() or char == "_") else f"\\x{{{code:x}}}"
+
+
+def _class(negate: bool, ranges: list[tuple[int, int]]) -> str:
+    if not ranges:
+        return r"[\x00-\x{10ffff}]" if negate else _MATCH_NOTHING
+    if not negate and len(ranges) == 1 and ranges[0][0] == ranges[0][1]:
+        return _escape(ranges[0][0])
+    body = "".join(_escape(a) if a == b else f"{_escape(a)}-{_escape(b)}" for a, b in ranges)
+    return "[" + ("^" if negate else "") + body + "]"
+
+
+def _python_class(negate: bool, items: list[tuple[Any, Any]], flags: int) -> str:
+    """Python regex source for one character set, keeping the flags that change its meaning."""
+    parts = []
+    for kind, value in items:
+        if kind is sre.LITERAL:
+            parts.append(f"\\U{value:08x}")
+        elif kind is sre.RANGE:
+            parts.append(f"\\U{value[0]:08x}-\\U{value[1]:08x}")
+        else:
+            parts.append(_CATEGORY_ESCAPES[value])
+    scoped = ("i" if flags & sre.SRE_FLAG_IGNORECASE else "") + (
+        "a" if flags & sre.SRE_FLAG_ASCII else ""
+    )
+    body = "[" + ("^" if negate else "") + "".join(parts) + "]"
+    return f"(?{scoped}:{body})" if scoped else body
+
+
+@functools.lru_cache(maxsize=1024)
+def _ascii_class(python_source: str) -> str:
+    """RE2 class of the ASCII characters that Python's ``python_source`` accepts."""
+    accepts = re.compile(python_source).match
+    codes = [code for code in range(128) if accepts(chr(code))]
+    ranges: list[tuple[int, int]] = []
+    for code in codes:
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1] = (ranges[-1][0], code)
+        else:
+            ranges.append((code, code))
+    return _class(False, ranges)
