@@ -26,7 +26,8 @@ class RE2Engine:
 
     def __init__(self, sources: Sequence[tuple[int, str]], max_mem: int = DEFAULT_MAX_MEM) -> None:
         """``sources`` pairs each caller's pattern index with its RE2 syntax."""
-        self._shards: list[tuple[re2.Set, tuple[int, ...], int]] = []
+        # Each set with the caller's index of each of its patterns; the sentinel is pattern 0.
+        self._shards: list[tuple[re2.Set, tuple[int, ...]]] = []
         rejected: list[int] = []
         options = re2.Options()
         options.max_mem = max_mem
@@ -37,6 +38,7 @@ class RE2Engine:
 
     def _build(self, sources: list[tuple[int, str]], options: re2.Options, rejected: list[int]) -> None:
         compiled = re2.Set.MatchSet(options)
+        compiled.Add(_MATCH_EVERYTHING)
         added = []
         for index, source in sources:
             # Add parses one pattern at a time, so a pattern RE2 refuses (a nested repeat over
@@ -49,7 +51,6 @@ class RE2Engine:
                 added.append((index, source))
         if not added:
             return
-        sentinel = compiled.Add(_MATCH_EVERYTHING)
         try:
             compiled.Compile()
         except re2.error:
@@ -61,14 +62,15 @@ class RE2Engine:
             self._build(added[:middle], options, rejected)
             self._build(added[middle:], options, rejected)
             return
-        self._shards.append((compiled, tuple(index for index, _ in added), sentinel))
+        self._shards.append((compiled, (-1, *(index for index, _ in added))))
 
     def match(self, text: bytes) -> list[int] | None:
         """Indices of the patterns matching ``text``, unordered; None if RE2 gave up."""
         found: list[int] = []
-        for compiled, indices, sentinel in self._shards:
+        for compiled, indices in self._shards:
             hits = compiled.Match(text)
-            if hits is None or sentinel not in hits:
+            if hits is None:  # the sentinel matches every name: RE2 gave up
                 return None
-            found.extend(indices[hit] for hit in hits if hit != sentinel)
+            if len(hits) > 1:
+                found += [indices[hit] for hit in hits if hit]
         return found

@@ -140,15 +140,16 @@ class _Matcher:
         hits = self._engine.match(text)
         if hits is None:
             hits = self._by_re(self._on_re2, name)
-        else:
-            features = _features(name)
-            if features:
-                sensitive = self._sensitive_to(features)
+        elif not name.isascii() or name[-1:] == "\n" or not name:
+            sensitive = self._sensitive_to(_features(name))
+            if sensitive:
                 hits = [index for index in hits if index not in sensitive]
-                hits.extend(self._by_re(sensitive, name))
+                hits += self._by_re(sensitive, name)
         if self._fallbacks:
-            hits.extend(self._by_re(self._fallbacks, name))
-        return tuple(sorted(hits))
+            hits += self._by_re(self._fallbacks, name)
+        if len(hits) > 1:
+            hits.sort()
+        return tuple(hits)
 
     def _by_re(self, indices: Iterable[int], name: str) -> list[int]:
         return [index for index in indices if self._compiled(index).match(name)]
@@ -171,13 +172,9 @@ class _Matcher:
 
 def _features(name: str) -> Sensitivity:
     """The features of ``name`` that some translations are sensitive to."""
-    if name.isascii() and name and "\n" not in name:
-        return Sensitivity.NONE
     features = Sensitivity.NONE if name.isascii() else Sensitivity.NON_ASCII
     if not name:
         features |= Sensitivity.EMPTY
-    if "\n" in name:
-        features |= Sensitivity.NEWLINE
-        if name.endswith("\n"):
-            features |= Sensitivity.TRAILING_NEWLINE
+    if name.endswith("\n"):
+        features |= Sensitivity.TRAILING_NEWLINE
     return features

@@ -56,7 +56,6 @@ class Sensitivity(enum.IntFlag):
     NONE = 0
     NON_ASCII = enum.auto()  # Unicode \d \w \s \b, case folding: RE2's are ASCII-only
     TRAILING_NEWLINE = enum.auto()  # Python's $ also matches before one final "\n"
-    NEWLINE = enum.auto()  # multi-line ^ and $ around any "\n"
     EMPTY = enum.auto()  # Python's \B never matches an empty string; RE2's does
 
 
@@ -133,8 +132,7 @@ class _Writer:
         if code is sre.AT_END_STRING:
             return r"\z"
         if code is sre.AT_BEGINNING or code is sre.AT_END:
-            if multiline:
-                self.sensitivity |= Sensitivity.NEWLINE
+            if multiline:  # multi-line ^ and $ mean the same in both engines
                 return "(?m:^)" if code is sre.AT_BEGINNING else "(?m:$)"
             self.sensitivity |= Sensitivity.TRAILING_NEWLINE
             return r"\z"

@@ -1,0 +1,95 @@
+"""Module names of real model shapes (Hugging Face transformers 4.x naming), generated in code.
+
+Each shape yields ``(name, is_linear)`` in ``named_modules()`` order, root (``""``) included,
+so demos and benchmarks need neither transformers nor a download.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+__all__ = ["SHAPES", "Shape"]
+
+_Module = tuple[str, bool]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A decoder-only model: attention and MLP module names per layer, experts from a layer on."""
+
+    name: str
+    layers: int
+    attention: tuple[_Module, ...]
+    dense_mlp: tuple[_Module, ...]
+    moe_mlp: tuple[_Module, ...]  # modules of the MoE block itself, experts excluded
+    experts_path: str
+    expert: tuple[_Module, ...]
+    experts: int
+    first_moe_layer: int
+
+    def modules(self) -> Iterator[_Module]:
+        yield "", False
+        yield "model", False
+        yield "model.embed_tokens", False
+        yield "model.layers", False
+        for layer in range(self.layers):
+            base = f"model.layers.{layer}"
+            yield base, False
+            for suffix, linear in self.attention:
+                yield f"{base}.self_attn{suffix}", linear
+            mlp = f"{base}.{self.experts_path.split('.')[0]}"
+            if layer < self.first_moe_layer:
+                for suffix, linear in self.dense_mlp:
+                    yield f"{mlp}{suffix}", linear
+            else:
+                yield mlp, False
+                experts = f"{base}.{self.experts_path}"
+                yield experts, False
+                for index in range(self.experts):
+                    yield f"{experts}.{index}", False
+                    for suffix, linear in self.expert:
+                        yield f"{experts}.{index}{suffix}", linear
+                for suffix, linear in self.moe_mlp:
+                    yield f"{mlp}{suffix}", linear
+            yield f"{base}.input_layernorm", False
+            yield f"{base}.post_attention_layernorm", False
+        yield "model.norm", False
+        yield "model.rotary_emb", False
+        yield "lm_head", True
+
+
+_SWIGLU = ((".gate_proj", True), (".up_proj", True), (".down_proj", True), (".act_fn", False))
+_DEEPSEEK_ATTENTION = (
+    ("", False),
+    (".q_a_proj", True),
+    (".q_a_layernorm", False),
+    (".q_b_proj", True),
+    (".kv_a_proj_with_mqa", True),
+    (".kv_a_layernorm", False),
+    (".kv_b_proj", True),
+    (".o_proj", True),
+)
+_DEEPSEEK_MOE = ((".gate", False), (".shared_experts", False)) + tuple(
+    (".shared_experts" + suffix, linear) for suffix, linear in _SWIGLU
+)
+_DENSE = (("", False),) + _SWIGLU
+
+
+def _deepseek(name: str, experts: int, dense_layers: int) -> Shape:
+    return Shape(name, 61, _DEEPSEEK_ATTENTION, _DENSE, _DEEPSEEK_MOE, "mlp.experts", _SWIGLU, experts, dense_layers)
+
+
+_QWEN_ATTENTION = (("", False), (".q_proj", True), (".k_proj", True), (".v_proj", True), (".o_proj", True), (".q_norm", False), (".k_norm", False))
+_MIXTRAL_ATTENTION = (("", False), (".q_proj", True), (".k_proj", True), (".v_proj", True), (".o_proj", True))
+_MIXTRAL_EXPERT = ((".w1", True), (".w2", True), (".w3", True), (".act_fn", False))
+
+SHAPES = {
+    shape.name: shape
+    for shape in (
+        _deepseek("deepseek-v3", experts=256, dense_layers=3),
+        _deepseek("kimi-k2", experts=384, dense_layers=1),
+        Shape("qwen3-235b-a22b", 94, _QWEN_ATTENTION, _DENSE, ((".gate", True),), "mlp.experts", _SWIGLU, 128, 0),
+        Shape("mixtral-8x22b", 56, _MIXTRAL_ATTENTION, _DENSE, ((".gate", True),), "block_sparse_moe.experts", _MIXTRAL_EXPERT, 8, 0),
+    )
+}

@@ -1,0 +1,75 @@
+"""Names and patterns that reach the traps where Python's re and RE2 differ."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+LAYERS = st.integers(0, 12).map(str)
+EXPERTS = st.integers(0, 20).map(str)
+
+_HF = st.one_of(
+    st.builds("model.layers.{}.self_attn.{}".format, LAYERS, st.sampled_from(["q_proj", "k_proj", "v_proj", "o_proj", "kv_a_proj_with_mqa"])),
+    st.builds("model.layers.{}.mlp.experts.{}.{}".format, LAYERS, EXPERTS, st.sampled_from(["gate_proj", "up_proj", "down_proj", "act_fn"])),
+    st.builds("model.layers.{}.mlp.{}".format, LAYERS, st.sampled_from(["gate", "shared_experts.down_proj", "gate_proj"])),
+    st.sampled_from(["lm_head", "model", "model.embed_tokens", "model.norm", ""]),
+)
+_MEGATRON = st.one_of(
+    st.builds("decoder.layers.{}.self_attention.{}".format, LAYERS, st.sampled_from(["linear_qkv", "linear_proj"])),
+    st.builds("decoder.layers.{}.mlp.{}".format, LAYERS, st.sampled_from(["linear_fc1", "linear_fc2"])),
+    st.builds("decoder.layers.{}.mlp.experts.local_experts.{}.{}".format, LAYERS, EXPERTS, st.sampled_from(["linear_fc1", "linear_fc2"])),
+    st.sampled_from(["output_layer", "embedding.word_embeddings"]),
+)
+# Characters on which the engines can disagree: newline, Unicode digits and letters that case
+# folding links to ASCII (Kelvin sign, long s, dotted I), NUL, emoji and a lone surrogate.
+ODD_CHARS = ["\n", "\u0663", "\u00e9", "\u212a", "\u017f", "\u0130", "\x00", "\U0001f600", "\ud800", " ", "\x0b", "\x1c", "K", "_"]
+_ODD = st.sampled_from(ODD_CHARS)
+
+
+@st.composite
+def _mutated(draw: st.DrawFn, base: st.SearchStrategy[str]) -> str:
+    name = draw(base)
+    for _ in range(draw(st.integers(0, 2))):
+        where = draw(st.integers(0, len(name)))
+        name = name[:where] + draw(_ODD) + name[where:]
+    if draw(st.booleans()):
+        name += draw(st.sampled_from(["\n", "\n\n", ""]))
+    return name
+
+
+_ARBITRARY_TEXT = st.text(
+    st.one_of(st.sampled_from("abq_.0123\n"), _ODD, st.characters(exclude_categories=())),
+    max_size=20,
+)
+NAMES = st.one_of(_HF, _MEGATRON, _mutated(_HF), _mutated(_MEGATRON), _ARBITRARY_TEXT)
+
+_WORDS = ["model", "layers", "self_attn", "q_proj", "o_proj", "experts", "gate_proj", "mlp", "lm_head", "decoder", "linear_qkv", "linear_fc1", "proj", "3", "1", "17", "gate"]
+_ATOMS = [
+    "*", ".", r"\.", "[0-3]", "[^.]", "[*]", "[a-z_]", r"\d", r"\w", r"\s", r"\D", r"\W", r"\S", r"[\d.]", r"[^\w]",
+    "\u0663", "\u00e9", "\u212a", "\u017f", "\u0130", "k", "K", "s", "i", r"\n", "\n", r"\x00", r"\ud800", r"[\ud800-\udfff]",
+    "$", "^", r"\A", r"\Z", r"\b", r"\B", "[[:alpha:]]", "\\$", "a{,2}", "q{0}", "",
+]
+_QUANTIFIERS = ["?", "??", "{1,2}", "{,2}", "{2}", "{0,1}?", "{3}"]
+
+
+def _patterns() -> st.SearchStrategy[str]:
+    atom = st.sampled_from(_WORDS + _ATOMS)
+
+    def extend(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        return st.one_of(
+            st.lists(inner, min_size=2, max_size=4).map("".join),
+            st.tuples(inner, inner).map("|".join),
+            inner.map("({})".format),
+            st.tuples(st.sampled_from(["(?:", "(?i:", "(?s:", "(?m:", "(?a:", "(?-i:"]), inner).map(lambda t: t[0] + t[1] + ")"),
+            st.tuples(inner, st.sampled_from(_QUANTIFIERS)).map(lambda t: f"(?:{t[0]}){t[1]}"),
+        )
+
+    # Each `*` becomes `(.*)`; more than three of them makes the reference itself backtrack
+    # for minutes on some names, which would only test our patience.
+    return st.recursive(atom, extend, max_leaves=6).filter(lambda p: p.count("*") <= 3)
+
+
+PATTERNS = _patterns()
+
+# Token soup: mostly invalid regex, for the invalid-pattern property.
+_SOUP_TOKENS = _WORDS[:4] + _ATOMS + ["(", ")", "[", "]", "{", "}", "|", "+", "?", "\\", "(?P<x>", "(?P=x)", r"\1", "(?=a)", "(?!a)", "(?<=a)", "(?<=a*)", "(?>a)", "a*+", "a++", "(?(1)a|b)", "(?#c)", "(?x)", "(?i)", "(?L:", "(?au:", "a{1001}", "(?:a{100}){100}", "{99999999999}", "\\p", "\\z", "\\Z"]
+SOUP = st.lists(st.sampled_from(_SOUP_TOKENS), max_size=6).map("".join).filter(lambda p: p.count("*") <= 3)

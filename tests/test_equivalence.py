@@ -1,0 +1,151 @@
+"""Differential properties: modmatch answers exactly as the seed's `re` reference."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Any
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+from strategies import NAMES, PATTERNS, SOUP
+from torch import nn
+
+from modmatch import ModuleMatcher, PatternError, PatternSet, reference, wildcard_match
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+class MyLinear(nn.Linear):
+    pass
+
+
+MODULES = {"linear": nn.Linear(1, 1), "linear subclass": MyLinear(1, 1), "relu": nn.ReLU()}
+
+
+def compiles(pattern: str) -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            re.compile(reference.seed_regex(pattern))
+        except (re.error, OverflowError, RecursionError):
+            return False
+    return True
+
+
+def outcome(call: Any) -> tuple[str, Any]:
+    """What a call returned (by identity), or the type of what it raised."""
+    try:
+        return ("returned", call())
+    except Exception as error:
+        return ("raised", type(error))
+
+
+def same(ours: tuple[str, Any], theirs: tuple[str, Any]) -> bool:
+    return ours[0] == theirs[0] and ours[1] is theirs[1]
+
+
+@given(PATTERNS, NAMES)
+@example("lm_head|*.q_proj", "lm_head.extra")
+@example("*\\", "a$bc")
+@example("*.q_proj", "a.q_proj\n")
+@example("a{,2}", "aa")
+@example("[[:alpha:]]", "a]")
+@example(r"\d", "\u0663")
+@example(r"(?i:k)", "\u212a")
+@example(r"\B", "")
+@example("(?m:x$)", "x\ny")
+def test_wildcard_match(pattern: str, name: str) -> None:
+    if not compiles(pattern):
+        with pytest.raises(PatternError):
+            wildcard_match(pattern, name)
+        return
+    assert wildcard_match(pattern, name) is reference.wildcard_match(pattern, name)
+    assert wildcard_match(pattern, None) is None
+
+
+@given(st.lists(PATTERNS, max_size=8), st.lists(NAMES, max_size=6), st.randoms(use_true_random=False))
+def test_patternset_matches(patterns: list[str], names: list[str], rnd: Any) -> None:
+    patterns = [p for p in patterns if compiles(p)]
+    matcher = PatternSet(patterns)
+    order = list(range(len(patterns)))
+    rnd.shuffle(order)
+    shuffled = PatternSet([patterns[i] for i in order])
+    expected_names = []
+    for name in names:
+        expected = tuple(i for i, p in enumerate(patterns) if reference.wildcard_match(p, name))
+        assert matcher.matches(name) == expected
+        assert matcher.match(name) is bool(expected)
+        # Nothing may depend on the order the set reports matches in.
+        assert sorted(order[j] for j in shuffled.matches(name)) == list(expected)
+        if expected:
+            expected_names.append(name)
+    assert matcher.filter(names) == expected_names
+
+
+@given(SOUP, st.lists(NAMES, max_size=3))
+@example("(a)\\1", ["aa"])
+@example("a{1001}", ["a" * 1001])
+@example("(?:a{100}){100}", ["a" * 10000])
+@example("(?<=a*)", [""])
+@example("{99999999999}", [""])
+def test_invalid_patterns_raise_pattern_error(pattern: str, names: list[str]) -> None:
+    if compiles(pattern):
+        matcher = PatternSet([pattern])
+        for name in names:
+            assert matcher.match(name) is reference.wildcard_match(pattern, name)
+        return
+    with pytest.raises(PatternError) as info:
+        PatternSet(["*.q_proj", pattern])
+    assert isinstance(info.value, re.error) and isinstance(info.value, ValueError)
+    assert info.value.index == 1
+    assert repr(pattern) in str(info.value)
+
+
+_PATTERN_LISTS = st.lists(PATTERNS.filter(compiles), max_size=4)
+_PATTERN_FIELD = st.one_of(
+    st.none(),
+    PATTERNS.filter(compiles),
+    _PATTERN_LISTS,
+    _PATTERN_LISTS.map(tuple),
+)
+
+
+@st.composite
+def _name_and_prefix(draw: st.DrawFn) -> tuple[str | None, str | None]:
+    full = draw(NAMES)
+    if draw(st.integers(0, 9)) == 0:
+        return None, draw(st.sampled_from([None, "", "model"]))
+    cut = draw(st.integers(0, len(full)))
+    prefix, name = full[:cut].rstrip("."), full[cut:].lstrip(".")
+    return name, draw(st.sampled_from([prefix, prefix, None, ""]))
+
+
+@given(
+    targets=st.one_of(st.just("default"), _PATTERN_FIELD),
+    excludes=_PATTERN_FIELD,
+    match_all_linear=st.sampled_from([False, True, 0, 1]),
+    is_causal_lm=st.booleans(),
+    module=st.sampled_from(sorted(MODULES)),
+    calls=st.lists(_name_and_prefix(), min_size=1, max_size=4),
+)
+def test_module_matcher(targets: Any, excludes: Any, match_all_linear: Any, is_causal_lm: bool, module: str, calls: list[Any]) -> None:
+    kwargs: dict[str, Any] = {"exclude_modules": excludes, "match_all_linear": match_all_linear, "is_causal_lm": is_causal_lm}
+    if targets != "default":
+        kwargs["target_modules"] = targets
+    theirs = outcome(lambda: reference.ModuleMatcher(**kwargs))
+    ours = outcome(lambda: ModuleMatcher(**kwargs))
+    if theirs[0] == "raised":
+        assert ours == theirs
+        return
+    assert ours[0] == "returned", ours
+    assert ours[1].target_modules == theirs[1].target_modules
+    assert ours[1].exclude_modules == theirs[1].exclude_modules
+    for name, prefix in calls:
+        m = MODULES[module]
+        expected = outcome(lambda: theirs[1].match(m, name, prefix))
+        got = outcome(lambda: ours[1].match(m, name, prefix))
+        assert same(got, expected), (name, prefix, got, expected)
+        got_kw = outcome(lambda: ours[1].match(m, name=name, prefix=prefix))
+        assert same(got_kw, expected)

@@ -1,0 +1,116 @@
+"""PatternSet: its API, its checks, and that RE2 giving up never becomes a wrong "no match"."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+from modmatch import PatternError, PatternSet, reference
+from modmatch.engine import RE2Engine
+from modmatch.patternset import _Matcher
+
+NAMES = [
+    "model.layers.0.self_attn.q_proj",
+    "model.layers.10.mlp.experts.3.gate_proj",
+    "model.layers.1.mlp.experts.17.down_proj",
+    "lm_head",
+    "model.layers.3.mlp.gate",
+    "x\u00e9.q_proj\n",
+]
+PATTERNS = ["*.q_proj", "*.layers.1.*", "lm_head", "*.experts.[0-9].*", "(a)\\1|*.gate", "*\\d*.gate"]
+
+
+def expected(patterns: list[str], name: str) -> tuple[int, ...]:
+    return tuple(i for i, p in enumerate(patterns) if reference.wildcard_match(p, name))
+
+
+def test_api() -> None:
+    matcher = PatternSet(PATTERNS)
+    assert matcher.patterns == tuple(PATTERNS)
+    for name in NAMES:
+        assert matcher.matches(name) == expected(PATTERNS, name)
+        assert matcher.match(name) is bool(expected(PATTERNS, name))
+    assert matcher.filter(iter(NAMES)) == [n for n in NAMES if expected(PATTERNS, n)]
+    assert matcher.matches("model.layers.1.mlp.experts.1.gate") == (1, 3, 4, 5)
+    assert PatternSet([]).matches("x") == () and PatternSet([]).filter(NAMES) == []
+
+
+def test_bad_arguments_are_named() -> None:
+    with pytest.raises(TypeError, match="single str"):
+        PatternSet("*.q_proj")
+    with pytest.raises(TypeError, match="index 1 must be a str, got NoneType"):
+        PatternSet(["a", None])  # type: ignore[list-item]
+    with pytest.raises(PatternError) as info:
+        PatternSet(["a", "b", "[x"])
+    assert (info.value.pattern, info.value.index) == ("[x", 2)
+    assert "unterminated character set" in str(info.value)
+    with pytest.raises(ValueError, match="cache_size"):
+        PatternSet(["a"], cache_size=-1)
+    with pytest.raises(TypeError, match="cache_size"):
+        PatternSet(["a"], cache_size=1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="name must be a str"):
+        PatternSet(["a"]).match(b"a")  # type: ignore[arg-type]
+
+
+def test_cache_is_bounded() -> None:
+    matcher = PatternSet(["*.q_proj"], cache_size=8)
+    for i in range(100):
+        matcher.match(f"model.layers.{i}.q_proj")
+    assert matcher._lookup.cache_info().currsize == 8  # type: ignore[attr-defined]
+    assert matcher.match("model.layers.0.q_proj") is True  # evicted names are recomputed
+
+
+def test_value_semantics_and_pickling() -> None:
+    matcher = PatternSet(PATTERNS, cache_size=100)
+    for clone in (pickle.loads(pickle.dumps(matcher)), copy.deepcopy(matcher)):
+        assert clone == matcher and hash(clone) == hash(matcher)
+        assert [clone.matches(n) for n in NAMES] == [matcher.matches(n) for n in NAMES]
+    assert matcher != PatternSet(PATTERNS[:2], cache_size=100)
+    assert repr(matcher) == f"PatternSet({PATTERNS!r}, cache_size=100)"
+
+
+@pytest.mark.parametrize("max_mem", [1, 1 << 12, 1 << 16])
+def test_re2_out_of_memory_never_answers_no_match(max_mem: int) -> None:
+    # With a tiny budget RE2 refuses whole sets and single patterns: the shards shrink and the
+    # rest goes to `re`, and every answer stays the reference's.
+    patterns = [f"*.layers.{i}.*.experts.{j}.*" for i in range(6) for j in range(8)] + PATTERNS
+    matcher = _Matcher(patterns, max_mem=max_mem)
+    names = [*NAMES, "model.layers.3.mlp.experts.5.up_proj", "m.layers.5.x.experts.7.y"]
+    for name in names:
+        assert matcher.matches(name) == expected(patterns, name)
+
+
+def test_shards_when_one_set_does_not_fit() -> None:
+    patterns = [f"*.layers.{i}.*.experts.{j}.*" for i in range(10) for j in range(10)]
+    engine = RE2Engine([(i, p.replace(".", r"\.").replace("*", ".*")) for i, p in enumerate(patterns)], 1 << 18)
+    assert len(engine._shards) > 1 and engine.rejected == ()
+    assert engine.match(b"a.layers.3.b.experts.4.c") == [34]
+
+
+def test_re2_giving_up_at_match_time_falls_back_to_re() -> None:
+    matcher = _Matcher(PATTERNS)
+
+    class GaveUp:
+        def Match(self, text: bytes) -> None:  # what re2.Set returns when its DFA runs out of memory
+            return None
+
+    shard = matcher._engine._shards[0]
+    matcher._engine._shards[0] = (GaveUp(), *shard[1:])  # type: ignore[assignment]
+    assert matcher._engine.match(b"lm_head") is None
+    for name in NAMES:
+        assert matcher.matches(name) == expected(PATTERNS, name)
+
+
+def test_backtracking_trap_stays_on_re2() -> None:
+    # The seed's `re` takes minutes on this one name; RE2 answers in linear time.
+    pattern = "*.*.*.*.*.*.*.*.*.zzz"
+    matcher = _Matcher([pattern])
+    assert matcher._fallbacks == ()
+    assert matcher.matches("a." * 29) == ()
+    assert matcher._exact == {}  # no `re` pattern was ever compiled, so none could backtrack
+    code = f"import modmatch; assert modmatch.PatternSet([{pattern!r}]).match('a.' * 29) is False"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
