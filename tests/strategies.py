@@ -8,20 +8,59 @@ LAYERS = st.integers(0, 12).map(str)
 EXPERTS = st.integers(0, 20).map(str)
 
 _HF = st.one_of(
-    st.builds("model.layers.{}.self_attn.{}".format, LAYERS, st.sampled_from(["q_proj", "k_proj", "v_proj", "o_proj", "kv_a_proj_with_mqa"])),
-    st.builds("model.layers.{}.mlp.experts.{}.{}".format, LAYERS, EXPERTS, st.sampled_from(["gate_proj", "up_proj", "down_proj", "act_fn"])),
-    st.builds("model.layers.{}.mlp.{}".format, LAYERS, st.sampled_from(["gate", "shared_experts.down_proj", "gate_proj"])),
+    st.builds(
+        "model.layers.{}.self_attn.{}".format,
+        LAYERS,
+        st.sampled_from(["q_proj", "k_proj", "v_proj", "o_proj", "kv_a_proj_with_mqa"]),
+    ),
+    st.builds(
+        "model.layers.{}.mlp.experts.{}.{}".format,
+        LAYERS,
+        EXPERTS,
+        st.sampled_from(["gate_proj", "up_proj", "down_proj", "act_fn"]),
+    ),
+    st.builds(
+        "model.layers.{}.mlp.{}".format,
+        LAYERS,
+        st.sampled_from(["gate", "shared_experts.down_proj", "gate_proj"]),
+    ),
     st.sampled_from(["lm_head", "model", "model.embed_tokens", "model.norm", ""]),
 )
 _MEGATRON = st.one_of(
-    st.builds("decoder.layers.{}.self_attention.{}".format, LAYERS, st.sampled_from(["linear_qkv", "linear_proj"])),
-    st.builds("decoder.layers.{}.mlp.{}".format, LAYERS, st.sampled_from(["linear_fc1", "linear_fc2"])),
-    st.builds("decoder.layers.{}.mlp.experts.local_experts.{}.{}".format, LAYERS, EXPERTS, st.sampled_from(["linear_fc1", "linear_fc2"])),
+    st.builds(
+        "decoder.layers.{}.self_attention.{}".format,
+        LAYERS,
+        st.sampled_from(["linear_qkv", "linear_proj"]),
+    ),
+    st.builds(
+        "decoder.layers.{}.mlp.{}".format, LAYERS, st.sampled_from(["linear_fc1", "linear_fc2"])
+    ),
+    st.builds(
+        "decoder.layers.{}.mlp.experts.local_experts.{}.{}".format,
+        LAYERS,
+        EXPERTS,
+        st.sampled_from(["linear_fc1", "linear_fc2"]),
+    ),
     st.sampled_from(["output_layer", "embedding.word_embeddings"]),
 )
 # Characters on which the engines can disagree: newline, Unicode digits and letters that case
 # folding links to ASCII (Kelvin sign, long s, dotted I), NUL, emoji and a lone surrogate.
-ODD_CHARS = ["\n", "\u0663", "\u00e9", "\u212a", "\u017f", "\u0130", "\x00", "\U0001f600", "\ud800", " ", "\x0b", "\x1c", "K", "_"]
+ODD_CHARS = [
+    "\n",
+    "\u0663",
+    "\u00e9",
+    "\u212a",
+    "\u017f",
+    "\u0130",
+    "\x00",
+    "\U0001f600",
+    "\ud800",
+    " ",
+    "\x0b",
+    "\x1c",
+    "K",
+    "_",
+]
 _ODD = st.sampled_from(ODD_CHARS)
 
 
@@ -42,11 +81,66 @@ _ARBITRARY_TEXT = st.text(
 )
 NAMES = st.one_of(_HF, _MEGATRON, _mutated(_HF), _mutated(_MEGATRON), _ARBITRARY_TEXT)
 
-_WORDS = ["model", "layers", "self_attn", "q_proj", "o_proj", "experts", "gate_proj", "mlp", "lm_head", "decoder", "linear_qkv", "linear_fc1", "proj", "3", "1", "17", "gate"]
+_WORDS = [
+    "model",
+    "layers",
+    "self_attn",
+    "q_proj",
+    "o_proj",
+    "experts",
+    "gate_proj",
+    "mlp",
+    "lm_head",
+    "decoder",
+    "linear_qkv",
+    "linear_fc1",
+    "proj",
+    "3",
+    "1",
+    "17",
+    "gate",
+]
 _ATOMS = [
-    "*", ".", r"\.", "[0-3]", "[^.]", "[*]", "[a-z_]", r"\d", r"\w", r"\s", r"\D", r"\W", r"\S", r"[\d.]", r"[^\w]",
-    "\u0663", "\u00e9", "\u212a", "\u017f", "\u0130", "k", "K", "s", "i", r"\n", "\n", r"\x00", r"\ud800", r"[\ud800-\udfff]",
-    "$", "^", r"\A", r"\Z", r"\b", r"\B", "[[:alpha:]]", "\\$", "a{,2}", "q{0}", "",
+    "*",
+    ".",
+    r"\.",
+    "[0-3]",
+    "[^.]",
+    "[*]",
+    "[a-z_]",
+    r"\d",
+    r"\w",
+    r"\s",
+    r"\D",
+    r"\W",
+    r"\S",
+    r"[\d.]",
+    r"[^\w]",
+    "\u0663",
+    "\u00e9",
+    "\u212a",
+    "\u017f",
+    "\u0130",
+    "k",
+    "K",
+    "s",
+    "i",
+    r"\n",
+    "\n",
+    r"\x00",
+    r"\ud800",
+    r"[\ud800-\udfff]",
+    "$",
+    "^",
+    r"\A",
+    r"\Z",
+    r"\b",
+    r"\B",
+    "[[:alpha:]]",
+    "\\$",
+    "a{,2}",
+    "q{0}",
+    "",
 ]
 _QUANTIFIERS = ["?", "??", "{1,2}", "{,2}", "{2}", "{0,1}?", "{3}"]
 
@@ -59,7 +153,9 @@ def _patterns() -> st.SearchStrategy[str]:
             st.lists(inner, min_size=2, max_size=4).map("".join),
             st.tuples(inner, inner).map("|".join),
             inner.map("({})".format),
-            st.tuples(st.sampled_from(["(?:", "(?i:", "(?s:", "(?m:", "(?a:", "(?-i:"]), inner).map(lambda t: t[0] + t[1] + ")"),
+            st.tuples(st.sampled_from(["(?:", "(?i:", "(?s:", "(?m:", "(?a:", "(?-i:"]), inner).map(
+                lambda t: t[0] + t[1] + ")"
+            ),
             st.tuples(inner, st.sampled_from(_QUANTIFIERS)).map(lambda t: f"(?:{t[0]}){t[1]}"),
         )
 
@@ -71,5 +167,46 @@ def _patterns() -> st.SearchStrategy[str]:
 PATTERNS = _patterns()
 
 # Token soup: mostly invalid regex, for the invalid-pattern property.
-_SOUP_TOKENS = _WORDS[:4] + _ATOMS + ["(", ")", "[", "]", "{", "}", "|", "+", "?", "\\", "(?P<x>", "(?P=x)", r"\1", "(?=a)", "(?!a)", "(?<=a)", "(?<=a*)", "(?>a)", "a*+", "a++", "(?(1)a|b)", "(?#c)", "(?x)", "(?i)", "(?L:", "(?au:", "a{1001}", "(?:a{100}){100}", "{99999999999}", "\\p", "\\z", "\\Z"]
-SOUP = st.lists(st.sampled_from(_SOUP_TOKENS), max_size=6).map("".join).filter(lambda p: p.count("*") <= 3)
+_SOUP_TOKENS = (
+    _WORDS[:4]
+    + _ATOMS
+    + [
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        "|",
+        "+",
+        "?",
+        "\\",
+        "(?P<x>",
+        "(?P=x)",
+        r"\1",
+        "(?=a)",
+        "(?!a)",
+        "(?<=a)",
+        "(?<=a*)",
+        "(?>a)",
+        "a*+",
+        "a++",
+        "(?(1)a|b)",
+        "(?#c)",
+        "(?x)",
+        "(?i)",
+        "(?L:",
+        "(?au:",
+        "a{1001}",
+        "(?:a{100}){100}",
+        "{99999999999}",
+        "\\p",
+        "\\z",
+        "\\Z",
+    ]
+)
+SOUP = (
+    st.lists(st.sampled_from(_SOUP_TOKENS), max_size=6)
+    .map("".join)
+    .filter(lambda p: p.count("*") <= 3)
+)

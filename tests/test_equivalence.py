@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
-from strategies import NAMES, PATTERNS, SOUP
 from torch import nn
 
 from modmatch import ModuleMatcher, PatternError, PatternSet, reference, wildcard_match
+from strategies import NAMES, PATTERNS, SOUP
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -65,7 +65,9 @@ def test_wildcard_match(pattern: str, name: str) -> None:
     assert wildcard_match(pattern, None) is None
 
 
-@given(st.lists(PATTERNS, max_size=8), st.lists(NAMES, max_size=6), st.randoms(use_true_random=False))
+@given(
+    st.lists(PATTERNS, max_size=8), st.lists(NAMES, max_size=6), st.randoms(use_true_random=False)
+)
 def test_patternset_matches(patterns: list[str], names: list[str], rnd: Any) -> None:
     patterns = [p for p in patterns if compiles(p)]
     matcher = PatternSet(patterns)
@@ -130,8 +132,19 @@ def _name_and_prefix(draw: st.DrawFn) -> tuple[str | None, str | None]:
     module=st.sampled_from(sorted(MODULES)),
     calls=st.lists(_name_and_prefix(), min_size=1, max_size=4),
 )
-def test_module_matcher(targets: Any, excludes: Any, match_all_linear: Any, is_causal_lm: bool, module: str, calls: list[Any]) -> None:
-    kwargs: dict[str, Any] = {"exclude_modules": excludes, "match_all_linear": match_all_linear, "is_causal_lm": is_causal_lm}
+def test_module_matcher(
+    targets: Any,
+    excludes: Any,
+    match_all_linear: Any,
+    is_causal_lm: bool,
+    module: str,
+    calls: list[Any],
+) -> None:
+    kwargs: dict[str, Any] = {
+        "exclude_modules": excludes,
+        "match_all_linear": match_all_linear,
+        "is_causal_lm": is_causal_lm,
+    }
     if targets != "default":
         kwargs["target_modules"] = targets
     theirs = outcome(lambda: reference.ModuleMatcher(**kwargs))
@@ -144,8 +157,8 @@ def test_module_matcher(targets: Any, excludes: Any, match_all_linear: Any, is_c
     assert ours[1].exclude_modules == theirs[1].exclude_modules
     for name, prefix in calls:
         m = MODULES[module]
-        expected = outcome(lambda: theirs[1].match(m, name, prefix))
-        got = outcome(lambda: ours[1].match(m, name, prefix))
+        expected = outcome(lambda m=m, n=name, p=prefix: theirs[1].match(m, n, p))
+        got = outcome(lambda m=m, n=name, p=prefix: ours[1].match(m, n, p))
         assert same(got, expected), (name, prefix, got, expected)
-        got_kw = outcome(lambda: ours[1].match(m, name=name, prefix=prefix))
+        got_kw = outcome(lambda m=m, n=name, p=prefix: ours[1].match(m, name=n, prefix=p))
         assert same(got_kw, expected)

@@ -33,7 +33,10 @@ def test_str_becomes_one_element_list() -> None:
 
 
 def test_validation_message_is_the_seeds() -> None:
-    with pytest.raises(ValueError, match="Expected match_all_linear to be true or target_modules/exclude_modules to be non-empty"):
+    with pytest.raises(
+        ValueError,
+        match="Expected match_all_linear to be true or target_modules/exclude_modules to be non-empty",
+    ):
         ModuleMatcher(target_modules=[], exclude_modules=[])
     # The seed checks `match_all_linear is False`: 0 passes, as does a tuple of targets with it.
     ModuleMatcher(target_modules=[], match_all_linear=0)
@@ -82,7 +85,9 @@ def test_exclude_branch() -> None:
 
 
 def test_targets_with_excludes_assert_like_the_seed() -> None:
-    matcher = ModuleMatcher(target_modules=["q_proj"], exclude_modules=["o_proj"], match_all_linear=True)
+    matcher = ModuleMatcher(
+        target_modules=["q_proj"], exclude_modules=["o_proj"], match_all_linear=True
+    )
     assert matcher.match(LINEAR, "o_proj") is True  # all-linear decides first
     with pytest.raises(AssertionError, match="`exclude_modules` must be empty"):
         matcher.match(RELU, "o_proj")
@@ -123,8 +128,14 @@ def test_immutable_hashable_picklable() -> None:
 
 
 def test_wildcard_match_is_the_seeds() -> None:
-    assert wildcard_match("*.layers.0.*.linear_qkv", "decoder.layers.0.self_attention.linear_qkv") is True
-    assert wildcard_match("*.layers.0.*.linear_qkv", "decoder.layers.1.self_attention.linear_qkv") is False
+    assert (
+        wildcard_match("*.layers.0.*.linear_qkv", "decoder.layers.0.self_attention.linear_qkv")
+        is True
+    )
+    assert (
+        wildcard_match("*.layers.0.*.linear_qkv", "decoder.layers.1.self_attention.linear_qkv")
+        is False
+    )
     assert wildcard_match("*", None) is None
     assert reference.wildcard_match("*", None) is None
     with pytest.raises(PatternError):

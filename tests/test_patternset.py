@@ -21,7 +21,14 @@ NAMES = [
     "model.layers.3.mlp.gate",
     "x\u00e9.q_proj\n",
 ]
-PATTERNS = ["*.q_proj", "*.layers.1.*", "lm_head", "*.experts.[0-9].*", "(a)\\1|*.gate", "*\\d*.gate"]
+PATTERNS = [
+    "*.q_proj",
+    "*.layers.1.*",
+    "lm_head",
+    "*.experts.[0-9].*",
+    "(a)\\1|*.gate",
+    "*\\d*.gate",
+]
 
 
 def expected(patterns: list[str], name: str) -> tuple[int, ...]:
@@ -86,7 +93,9 @@ def test_re2_out_of_memory_never_answers_no_match(max_mem: int) -> None:
 
 def test_shards_when_one_set_does_not_fit() -> None:
     patterns = [f"*.layers.{i}.*.experts.{j}.*" for i in range(10) for j in range(10)]
-    engine = RE2Engine([(i, p.replace(".", r"\.").replace("*", ".*")) for i, p in enumerate(patterns)], 1 << 18)
+    engine = RE2Engine(
+        [(i, p.replace(".", r"\.").replace("*", ".*")) for i, p in enumerate(patterns)], 1 << 18
+    )
     assert len(engine._shards) > 1 and engine.rejected == ()
     assert engine.match(b"a.layers.3.b.experts.4.c") == [34]
 
@@ -95,7 +104,9 @@ def test_re2_giving_up_at_match_time_falls_back_to_re() -> None:
     matcher = _Matcher(PATTERNS)
 
     class GaveUp:
-        def Match(self, text: bytes) -> None:  # what re2.Set returns when its DFA runs out of memory
+        def Match(
+            self, text: bytes
+        ) -> None:  # what re2.Set returns when its DFA runs out of memory
             return None
 
     shard = matcher._engine._shards[0]

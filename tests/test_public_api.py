@@ -11,7 +11,13 @@ import modmatch
 
 def test_all_is_sorted_and_exact() -> None:
     assert modmatch.__all__ == sorted(modmatch.__all__)
-    assert set(modmatch.__all__) == {"ModuleMatcher", "PatternError", "PatternSet", "reference", "wildcard_match"}
+    assert set(modmatch.__all__) == {
+        "ModuleMatcher",
+        "PatternError",
+        "PatternSet",
+        "reference",
+        "wildcard_match",
+    }
     for name in modmatch.__all__:
         assert getattr(modmatch, name) is not None
 
@@ -22,5 +28,7 @@ def test_typed() -> None:
 
 def test_import_does_not_import_torch() -> None:
     code = "import sys, modmatch; modmatch.PatternSet(['*.q_proj']).match('a.q_proj'); print('torch' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "False"

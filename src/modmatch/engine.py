@@ -36,7 +36,9 @@ class RE2Engine:
         self._build(list(sources), options, rejected)
         self.rejected = tuple(sorted(rejected))
 
-    def _build(self, sources: list[tuple[int, str]], options: re2.Options, rejected: list[int]) -> None:
+    def _build(
+        self, sources: list[tuple[int, str]], options: re2.Options, rejected: list[int]
+    ) -> None:
         compiled = re2.Set.MatchSet(options)
         compiled.Add(_MATCH_EVERYTHING)
         added = []

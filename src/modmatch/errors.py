@@ -13,16 +13,11 @@ class PatternError(ValueError, re.error):
     It is also an ``re.error``, so code written for the seed's exception keeps working.
     """
 
-    def __init__(self, pattern: object, index: int, reason: str) -> None:
-        self.pattern = pattern
+    def __init__(self, pattern: str, index: int, reason: str) -> None:
+        re.error.__init__(self, f"invalid pattern {pattern!r} at index {index}: {reason}")
+        self.pattern: str = pattern
         self.index = index
         self.reason = reason
-        # Bypass re.error.__init__, whose (msg, pattern, pos) signature is about regex text.
-        ValueError.__init__(self, f"invalid pattern {pattern!r} at index {index}: {reason}")
-        self.msg = reason
-        self.pos = None
-        self.lineno = None
-        self.colno = None
 
-    def __reduce__(self) -> tuple[type[PatternError], tuple[object, int, str]]:
+    def __reduce__(self) -> tuple[type[PatternError], tuple[str, int, str]]:
         return (type(self), (self.pattern, self.index, self.reason))

@@ -80,7 +80,9 @@ def _owned(field_name: str, value: Any) -> Any:
         return _ReadOnlyList(value)
     if value is None or isinstance(value, tuple):
         return value
-    raise TypeError(f"{field_name} must be a str, a list of str or None, got {type(value).__name__}: {value!r}")
+    raise TypeError(
+        f"{field_name} must be a str, a list of str or None, got {type(value).__name__}: {value!r}"
+    )
 
 
 @dataclass(frozen=True)

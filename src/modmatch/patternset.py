@@ -71,17 +71,23 @@ def _restore(patterns: tuple[str, ...], cache_size: int) -> PatternSet:
 
 def _checked_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
     if isinstance(patterns, (str, bytes)):
-        raise TypeError(f"patterns must be an iterable of str, not a single {type(patterns).__name__}: {patterns!r}")
+        raise TypeError(
+            f"patterns must be an iterable of str, not a single {type(patterns).__name__}: {patterns!r}"
+        )
     checked = tuple(patterns)
     for index, pattern in enumerate(checked):
         if not isinstance(pattern, str):
-            raise TypeError(f"pattern at index {index} must be a str, got {type(pattern).__name__}: {pattern!r}")
+            raise TypeError(
+                f"pattern at index {index} must be a str, got {type(pattern).__name__}: {pattern!r}"
+            )
     return checked
 
 
 def _checked_cache_size(cache_size: int) -> int:
     if not isinstance(cache_size, int) or isinstance(cache_size, bool):
-        raise TypeError(f"cache_size must be an int, got {type(cache_size).__name__}: {cache_size!r}")
+        raise TypeError(
+            f"cache_size must be an int, got {type(cache_size).__name__}: {cache_size!r}"
+        )
     if cache_size < 0:
         raise ValueError(f"cache_size must be >= 0, got {cache_size}")
     return cache_size

@@ -44,7 +44,9 @@ class ModuleMatcher:
         if isinstance(self.exclude_modules, str):
             self.exclude_modules = [self.exclude_modules]
         targets_empty = not isinstance(self.target_modules, list) or len(self.target_modules) == 0
-        excludes_empty = not isinstance(self.exclude_modules, list) or len(self.exclude_modules) == 0
+        excludes_empty = (
+            not isinstance(self.exclude_modules, list) or len(self.exclude_modules) == 0
+        )
         # `is False`, as in the seed: a falsy non-bool such as 0 passes this check.
         if self.match_all_linear is False and targets_empty and excludes_empty:
             raise ValueError(

@@ -70,18 +70,44 @@ _DEEPSEEK_ATTENTION = (
     (".kv_b_proj", True),
     (".o_proj", True),
 )
-_DEEPSEEK_MOE = ((".gate", False), (".shared_experts", False)) + tuple(
-    (".shared_experts" + suffix, linear) for suffix, linear in _SWIGLU
+_DEEPSEEK_MOE = (
+    (".gate", False),
+    (".shared_experts", False),
+    *((".shared_experts" + suffix, linear) for suffix, linear in _SWIGLU),
 )
-_DENSE = (("", False),) + _SWIGLU
+_DENSE = (("", False), *_SWIGLU)
 
 
 def _deepseek(name: str, experts: int, dense_layers: int) -> Shape:
-    return Shape(name, 61, _DEEPSEEK_ATTENTION, _DENSE, _DEEPSEEK_MOE, "mlp.experts", _SWIGLU, experts, dense_layers)
+    return Shape(
+        name,
+        61,
+        _DEEPSEEK_ATTENTION,
+        _DENSE,
+        _DEEPSEEK_MOE,
+        "mlp.experts",
+        _SWIGLU,
+        experts,
+        dense_layers,
+    )
 
 
-_QWEN_ATTENTION = (("", False), (".q_proj", True), (".k_proj", True), (".v_proj", True), (".o_proj", True), (".q_norm", False), (".k_norm", False))
-_MIXTRAL_ATTENTION = (("", False), (".q_proj", True), (".k_proj", True), (".v_proj", True), (".o_proj", True))
+_QWEN_ATTENTION = (
+    ("", False),
+    (".q_proj", True),
+    (".k_proj", True),
+    (".v_proj", True),
+    (".o_proj", True),
+    (".q_norm", False),
+    (".k_norm", False),
+)
+_MIXTRAL_ATTENTION = (
+    ("", False),
+    (".q_proj", True),
+    (".k_proj", True),
+    (".v_proj", True),
+    (".o_proj", True),
+)
 _MIXTRAL_EXPERT = ((".w1", True), (".w2", True), (".w3", True), (".act_fn", False))
 
 SHAPES = {
@@ -89,7 +115,27 @@ SHAPES = {
     for shape in (
         _deepseek("deepseek-v3", experts=256, dense_layers=3),
         _deepseek("kimi-k2", experts=384, dense_layers=1),
-        Shape("qwen3-235b-a22b", 94, _QWEN_ATTENTION, _DENSE, ((".gate", True),), "mlp.experts", _SWIGLU, 128, 0),
-        Shape("mixtral-8x22b", 56, _MIXTRAL_ATTENTION, _DENSE, ((".gate", True),), "block_sparse_moe.experts", _MIXTRAL_EXPERT, 8, 0),
+        Shape(
+            "qwen3-235b-a22b",
+            94,
+            _QWEN_ATTENTION,
+            _DENSE,
+            ((".gate", True),),
+            "mlp.experts",
+            _SWIGLU,
+            128,
+            0,
+        ),
+        Shape(
+            "mixtral-8x22b",
+            56,
+            _MIXTRAL_ATTENTION,
+            _DENSE,
+            ((".gate", True),),
+            "block_sparse_moe.experts",
+            _MIXTRAL_EXPERT,
+            8,
+            0,
+        ),
     )
 }

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 if sys.version_info >= (3, 11):
-    from re import _constants as sre
-    from re import _parser as sre_parse
+    from re import _constants as sre  # type: ignore[attr-defined]
+    from re import _parser as sre_parse  # type: ignore[attr-defined]
 else:  # pragma: no cover - exercised on Python 3.10 only
     import sre_constants as sre
     import sre_parse
