@@ -14,7 +14,10 @@ from torch import nn
 from modmatch import ModuleMatcher, PatternError, PatternSet, reference, wildcard_match
 from strategies import NAMES, PATTERNS, SOUP
 
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+    pytest.mark.filterwarnings("ignore::modmatch.FallbackWarning"),
+]
 
 
 class MyLinear(nn.Linear):

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from modmatch import PatternError, PatternSet, reference
+from modmatch import FallbackWarning, PatternError, PatternSet, reference
 from modmatch.engine import RE2Engine
 from modmatch.patternset import _Matcher
 
@@ -33,6 +33,9 @@ PATTERNS = [
 
 def expected(patterns: list[str], name: str) -> tuple[int, ...]:
     return tuple(i for i, p in enumerate(patterns) if reference.wildcard_match(p, name))
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::modmatch.FallbackWarning")
 
 
 def test_api() -> None:
@@ -125,3 +128,22 @@ def test_backtracking_trap_stays_on_re2() -> None:
     assert matcher._exact == {}  # no `re` pattern was ever compiled, so none could backtrack
     code = f"import modmatch; assert modmatch.PatternSet([{pattern!r}]).match('a.' * 29) is False"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        ("(a)\\1", "backreference"),
+        ("a(?=b)", "lookaround"),
+        ("a{1001}", "repeat count"),
+        ("(?:a{100}){100}", "RE2 refused it"),
+    ],
+)
+def test_fallback_patterns_warn_or_are_refused_when_strict(pattern: str, reason: str) -> None:
+    with pytest.warns(FallbackWarning, match=reason) as record:
+        PatternSet(["*.q_proj", pattern])
+    assert len(record) == 1 and (record[0].message.pattern, record[0].message.index) == (pattern, 1)  # type: ignore[union-attr]
+    with pytest.raises(PatternError, match=reason) as info:
+        PatternSet(["*.q_proj", pattern], strict=True)
+    assert info.value.index == 1
+    PatternSet(["*.q_proj", "[0-9]+"], strict=True)  # RE2 runs these

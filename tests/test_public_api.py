@@ -12,6 +12,7 @@ import modmatch
 def test_all_is_sorted_and_exact() -> None:
     assert modmatch.__all__ == sorted(modmatch.__all__)
     assert set(modmatch.__all__) == {
+        "FallbackWarning",
         "ModuleMatcher",
         "PatternError",
         "PatternSet",

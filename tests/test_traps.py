@@ -6,7 +6,10 @@ import pytest
 
 from modmatch import PatternSet, reference, wildcard_match
 
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+    pytest.mark.filterwarnings("ignore::modmatch.FallbackWarning"),
+]
 
 TRAPS = [
     # `|` escapes the anchors: ^lm_head|(.*).q_proj$

@@ -5,9 +5,16 @@ patterns are compiled once into one RE2 set and answers are cached per module na
 """
 
 from . import reference
-from .errors import PatternError
+from .errors import FallbackWarning, PatternError
 from .matcher import ModuleMatcher, wildcard_match
 from .patternset import PatternSet
 
-__all__ = ["ModuleMatcher", "PatternError", "PatternSet", "reference", "wildcard_match"]
+__all__ = [
+    "FallbackWarning",
+    "ModuleMatcher",
+    "PatternError",
+    "PatternSet",
+    "reference",
+    "wildcard_match",
+]
 __version__ = "0.1.0"

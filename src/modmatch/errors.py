@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["PatternError"]
+__all__ = ["FallbackWarning", "PatternError"]
 
 
 class PatternError(ValueError, re.error):
@@ -21,3 +21,13 @@ class PatternError(ValueError, re.error):
 
     def __reduce__(self) -> tuple[type[PatternError], tuple[str, int, str]]:
         return (type(self), (self.pattern, self.index, self.reason))
+
+
+class FallbackWarning(UserWarning):
+    """A pattern only Python's ``re`` can run (a backreference, say): it may backtrack."""
+
+    def __init__(self, pattern: str, index: int, reason: str) -> None:
+        super().__init__(f"pattern {pattern!r} at index {index}: {reason}")
+        self.pattern = pattern
+        self.index = index
+        self.reason = reason

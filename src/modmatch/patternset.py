@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import functools
 import re
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .engine import DEFAULT_MAX_MEM, RE2Engine
-from .errors import PatternError
+from .errors import FallbackWarning, PatternError
 from .reference import seed_regex
 from .translate import Sensitivity, Translation, Untranslatable, parse, translate, translate_plain
 
@@ -23,10 +24,18 @@ class PatternSet:
 
     __slots__ = ("_cache_size", "_lookup", "_patterns")
 
-    def __init__(self, patterns: Iterable[str], *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+    def __init__(
+        self, patterns: Iterable[str], *, cache_size: int = DEFAULT_CACHE_SIZE, strict: bool = False
+    ) -> None:
+        """Compile ``patterns``; with ``strict``, refuse those only Python's ``re`` can run."""
         self._patterns = _checked_patterns(patterns)
         self._cache_size = _checked_cache_size(cache_size)
         matcher = _Matcher(self._patterns)
+        for index, reason in matcher.fallback_reasons.items():
+            message = f"only Python's re can run it ({reason}), and re may backtrack"
+            if strict:
+                raise PatternError(self._patterns[index], index, message)
+            warnings.warn(FallbackWarning(self._patterns[index], index, message), stacklevel=2)
         self._lookup: Callable[[str], tuple[int, ...]] = functools.lru_cache(maxsize=cache_size)(
             matcher.matches
         )
@@ -93,8 +102,8 @@ def _checked_cache_size(cache_size: int) -> int:
     return cache_size
 
 
-def _translation(index: int, pattern: str) -> Translation | None:
-    """The pattern's RE2 translation, None if only ``re`` can run it; PatternError if invalid."""
+def _translation(index: int, pattern: str) -> Translation | str:
+    """The pattern's RE2 translation, or why only ``re`` can run it; PatternError if invalid."""
     plain = translate_plain(pattern)
     if plain is not None:
         return plain
@@ -105,14 +114,16 @@ def _translation(index: int, pattern: str) -> Translation | None:
         raise PatternError(pattern, index, str(error) or type(error).__name__) from error
     try:
         return translate(tree)
-    except (Untranslatable, RecursionError):
-        pass
+    except Untranslatable as error:
+        reason = str(error)
+    except RecursionError:
+        reason = "nested too deeply to translate"
     try:
         # Python's compiler has checks of its own (look-behind width, for one).
         re.compile(regex)
     except (re.error, OverflowError, RecursionError) as error:
         raise PatternError(pattern, index, str(error) or type(error).__name__) from error
-    return None
+    return reason
 
 
 class _Matcher:
@@ -121,16 +132,18 @@ class _Matcher:
     def __init__(self, patterns: Sequence[str], max_mem: int = DEFAULT_MAX_MEM) -> None:
         translations = [_translation(index, pattern) for index, pattern in enumerate(patterns)]
         self._engine = RE2Engine(
-            [(index, t.source) for index, t in enumerate(translations) if t is not None], max_mem
+            [(i, t.source) for i, t in enumerate(translations) if isinstance(t, Translation)],
+            max_mem,
         )
-        rejected = set(self._engine.rejected)
-        self._on_re2 = tuple(
-            index for index, t in enumerate(translations) if t is not None and index not in rejected
-        )
-        self._fallbacks = tuple(
-            index for index, t in enumerate(translations) if t is None or index in rejected
-        )
-        self._sensitivity = {index: translations[index].sensitivity for index in self._on_re2}  # type: ignore[union-attr]
+        self.fallback_reasons = {i: t for i, t in enumerate(translations) if isinstance(t, str)}
+        self.fallback_reasons.update((i, "RE2 refused it") for i in self._engine.rejected)
+        self._fallbacks = tuple(sorted(self.fallback_reasons))
+        self._sensitivity = {
+            i: t.sensitivity
+            for i, t in enumerate(translations)
+            if isinstance(t, Translation) and i not in self.fallback_reasons
+        }
+        self._on_re2 = tuple(self._sensitivity)
         self._regexes = [seed_regex(pattern) for pattern in patterns]
         self._exact: dict[int, re.Pattern[str]] = {}
         self._sensitive: dict[Sensitivity, frozenset[int]] = {}
