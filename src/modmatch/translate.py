@@ -2,9 +2,10 @@
 
 The seed's pattern is live Python regex syntax, so the only faithful reading of it is Python's
 own parser. Each node of that tree becomes RE2 syntax that accepts the same names, written out
-explicitly (``[^\\n]`` for ``.``, ``\\z`` for ``$``) so RE2's defaults never matter. A few Python
-constructs agree with RE2 only on some names (``$`` before a final newline, Unicode ``\\d``);
-the translation reports those name features as :class:`Sensitivity`, and names that have them
+explicitly (``[^\\n]`` for ``.``, ``\\n?\\z`` for a final ``$``) so RE2's defaults never matter.
+Classes whose meaning is Unicode in Python (``\\d``, case folding) are written out as the code
+point ranges Python itself accepts. What RE2 still cannot say for every name (a ``$`` with more
+pattern after it, Unicode ``\\b``) is reported as :class:`Sensitivity`: names with those features
 are answered by ``re``. Constructs RE2 lacks raise :class:`Untranslatable`.
 """
 
@@ -30,6 +31,7 @@ __all__ = ["Sensitivity", "Translation", "Untranslatable", "parse", "translate",
 _RE2_MAX_REPEAT = 1000
 _SURROGATES = (0xD800, 0xDFFF)
 _MATCH_NOTHING = r"[^\x00-\x{10ffff}]"
+_FINAL_END = r"\n?\z"
 
 _CATEGORY_ESCAPES = {
     sre.CATEGORY_DIGIT: r"\d",
@@ -54,7 +56,7 @@ class Sensitivity(enum.IntFlag):
     """Name features on which a translated pattern may answer differently from Python's ``re``."""
 
     NONE = 0
-    NON_ASCII = enum.auto()  # Unicode \d \w \s \b, case folding: RE2's are ASCII-only
+    NON_ASCII = enum.auto()  # Python's \b is Unicode, RE2's ASCII-only
     TRAILING_NEWLINE = enum.auto()  # Python's $ also matches before one final "\n"
     EMPTY = enum.auto()  # Python's \B never matches an empty string; RE2's does
 
@@ -86,13 +88,13 @@ def translate_plain(pattern: str) -> Translation | None:
     if not _PLAIN.fullmatch(pattern):
         return None
     body = pattern.replace(".", r"[^\n]").replace("*", r"[^\n]*")
-    return Translation(r"\A" + body + r"\z", Sensitivity.TRAILING_NEWLINE)
+    return Translation(r"\A" + body + _FINAL_END, Sensitivity.NONE)
 
 
 def translate(tree: Any) -> Translation:
     """RE2 syntax for a parse tree from :func:`parse`, or raise :class:`Untranslatable`."""
     writer = _Writer()
-    source = writer.sequence(tree, tree.state.flags)
+    source = writer.sequence(tree, tree.state.flags, final=True)
     return Translation(source, writer.sensitivity)
 
 
@@ -102,10 +104,14 @@ class _Writer:
     def __init__(self) -> None:
         self.sensitivity = Sensitivity.NONE
 
-    def sequence(self, items: Any, flags: int) -> str:
-        return "".join(self.node(op, av, flags) for op, av in items)
+    def sequence(self, items: Any, flags: int, final: bool) -> str:
+        """``final``: nothing in the regex can follow this sequence."""
+        last = len(items) - 1
+        return "".join(
+            self.node(op, av, flags, final and i == last) for i, (op, av) in enumerate(items)
+        )
 
-    def node(self, op: Any, av: Any, flags: int) -> str:
+    def node(self, op: Any, av: Any, flags: int, final: bool) -> str:
         if op in _UNSUPPORTED:
             raise Untranslatable(_UNSUPPORTED[op])
         if op is sre.LITERAL or op is sre.NOT_LITERAL or op is sre.IN:
@@ -113,19 +119,19 @@ class _Writer:
         if op is sre.ANY:
             return r"(?s:.)" if flags & sre.SRE_FLAG_DOTALL else r"[^\n]"
         if op is sre.BRANCH:
-            return "(?:" + "|".join(self.sequence(alt, flags) for alt in av[1]) + ")"
+            return "(?:" + "|".join(self.sequence(alt, flags, final) for alt in av[1]) + ")"
         if op is sre.SUBPATTERN:
             _group, add_flags, del_flags, body = av
-            return "(?:" + self.sequence(body, (flags | add_flags) & ~del_flags) + ")"
+            return "(?:" + self.sequence(body, (flags | add_flags) & ~del_flags, final) + ")"
         if op is sre.MAX_REPEAT or op is sre.MIN_REPEAT:
             # Greedy or lazy, a repeat accepts the same names; only the match found differs.
             low, high, body = av
-            return "(?:" + self.sequence(body, flags) + ")" + _repeat(low, high)
+            return "(?:" + self.sequence(body, flags, False) + ")" + _repeat(low, high)
         if op is sre.AT:
-            return self.anchor(av, flags)
+            return self.anchor(av, flags, final)
         raise Untranslatable(f"unsupported construct {op}")
 
-    def anchor(self, code: Any, flags: int) -> str:
+    def anchor(self, code: Any, flags: int, final: bool) -> str:
         multiline = flags & sre.SRE_FLAG_MULTILINE
         if code is sre.AT_BEGINNING_STRING or (code is sre.AT_BEGINNING and not multiline):
             return r"\A"
@@ -134,6 +140,10 @@ class _Writer:
         if code is sre.AT_BEGINNING or code is sre.AT_END:
             if multiline:  # multi-line ^ and $ mean the same in both engines
                 return "(?m:^)" if code is sre.AT_BEGINNING else "(?m:$)"
+            if final:
+                # Python's $ also matches before a final "\n". When nothing can follow, taking
+                # that "\n" instead is the same test, and RE2 can say it.
+                return _FINAL_END
             self.sensitivity |= Sensitivity.TRAILING_NEWLINE
             return r"\z"
         if code is sre.AT_BOUNDARY:
@@ -153,10 +163,9 @@ class _Writer:
         if negate:
             items = items[1:]
         if flags & sre.SRE_FLAG_IGNORECASE or any(kind is sre.CATEGORY for kind, _ in items):
-            # Python's case folding and Unicode classes differ from RE2's beyond ASCII, so
-            # write out exactly the ASCII characters Python accepts and send other names to re.
-            self.sensitivity |= Sensitivity.NON_ASCII
-            return _ascii_class(_python_class(negate, items, flags))
+            # Python's case folding and Unicode classes differ from RE2's: write out the code
+            # points Python accepts.
+            return _class(negate, _python_ranges(_python_class(items, flags)))
         ranges: list[tuple[int, int]] = []
         for kind, value in items:
             low, high = (value, value) if kind is sre.LITERAL else value
@@ -197,8 +206,8 @@ def _class(negate: bool, ranges: list[tuple[int, int]]) -> str:
     return "[" + ("^" if negate else "") + body + "]"
 
 
-def _python_class(negate: bool, items: list[tuple[Any, Any]], flags: int) -> str:
-    """Python regex source for one character set, keeping the flags that change its meaning."""
+def _python_class(items: list[tuple[Any, Any]], flags: int) -> str:
+    """Python regex source for one positive character set, with the flags that change it."""
     parts = []
     for kind, value in items:
         if kind is sre.LITERAL:
@@ -210,19 +219,22 @@ def _python_class(negate: bool, items: list[tuple[Any, Any]], flags: int) -> str
     scoped = ("i" if flags & sre.SRE_FLAG_IGNORECASE else "") + (
         "a" if flags & sre.SRE_FLAG_ASCII else ""
     )
-    body = "[" + ("^" if negate else "") + "".join(parts) + "]"
+    body = "[" + "".join(parts) + "]"
     return f"(?{scoped}:{body})" if scoped else body
 
 
-@functools.lru_cache(maxsize=1024)
-def _ascii_class(python_source: str) -> str:
-    """RE2 class of the ASCII characters that Python's ``python_source`` accepts."""
-    accepts = re.compile(python_source).match
-    codes = [code for code in range(128) if accepts(chr(code))]
-    ranges: list[tuple[int, int]] = []
-    for code in codes:
-        if ranges and ranges[-1][1] == code - 1:
-            ranges[-1] = (ranges[-1][0], code)
-        else:
-            ranges.append((code, code))
-    return _class(False, ranges)
+@functools.lru_cache(maxsize=1)
+def _every_character() -> str:
+    """Every code point a name can hold on the RE2 path: all but the surrogates."""
+    first, last = _SURROGATES
+    return "".join(map(chr, range(first))) + "".join(map(chr, range(last + 1, 0x110000)))
+
+
+@functools.lru_cache(maxsize=256)
+def _python_ranges(python_source: str) -> list[tuple[int, int]]:
+    """The code point ranges Python's one-character regex ``python_source`` accepts."""
+    text = _every_character()
+    ranges = []
+    for run in re.finditer(f"(?:{python_source})+", text):
+        ranges.extend(_without_surrogates(ord(text[run.start()]), ord(text[run.end() - 1])))
+    return ranges
