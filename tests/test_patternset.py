@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from modmatch import FallbackWarning, PatternError, PatternSet, reference
-from modmatch.engine import RE2Engine
+from modmatch.engine import SetEngine
 from modmatch.patternset import _Matcher
 
 NAMES = [
@@ -70,7 +70,7 @@ def test_cache_is_bounded() -> None:
     matcher = PatternSet(["*.q_proj"], cache_size=8)
     for i in range(100):
         matcher.match(f"model.layers.{i}.q_proj")
-    assert matcher._lookup.cache_info().currsize == 8  # type: ignore[attr-defined]
+    assert matcher._any.cache_info().currsize == 8  # type: ignore[attr-defined]
     assert matcher.match("model.layers.0.q_proj") is True  # evicted names are recomputed
 
 
@@ -96,15 +96,16 @@ def test_re2_out_of_memory_never_answers_no_match(max_mem: int) -> None:
 
 def test_shards_when_one_set_does_not_fit() -> None:
     patterns = [f"*.layers.{i}.*.experts.{j}.*" for i in range(10) for j in range(10)]
-    engine = RE2Engine(
+    engine = SetEngine(
         [(i, p.replace(".", r"\.").replace("*", ".*")) for i, p in enumerate(patterns)], 1 << 18
     )
     assert len(engine._shards) > 1 and engine.rejected == ()
     assert engine.match(b"a.layers.3.b.experts.4.c") == [34]
 
 
-def test_re2_giving_up_at_match_time_falls_back_to_re() -> None:
+def test_re2_set_giving_up_at_match_time_falls_back_to_re() -> None:
     matcher = _Matcher(PATTERNS)
+    matcher.matches("lm_head")  # builds the sets
 
     class GaveUp:
         def Match(
@@ -112,21 +113,34 @@ def test_re2_giving_up_at_match_time_falls_back_to_re() -> None:
         ) -> None:  # what re2.Set returns when its DFA runs out of memory
             return None
 
-    shard = matcher._engine._shards[0]
-    matcher._engine._shards[0] = (GaveUp(), *shard[1:])  # type: ignore[assignment]
-    assert matcher._engine.match(b"lm_head") is None
+    sets = matcher._sets
+    assert sets is not None
+    sets._shards[0] = (GaveUp(), *sets._shards[0][1:])  # type: ignore[assignment]
+    assert sets.match(b"lm_head") is None
     for name in NAMES:
         assert matcher.matches(name) == expected(PATTERNS, name)
 
 
-def test_backtracking_trap_stays_on_re2() -> None:
-    # The seed's `re` takes minutes on this one name; RE2 answers in linear time.
-    pattern = "*.*.*.*.*.*.*.*.*.zzz"
+@pytest.mark.parametrize(
+    ("pattern", "name"),
+    [
+        # The seed's `re` takes 303 s on a 58-character name.
+        ("*.*.*.*.*.*.*.*.*.zzz", "a." * 29),
+        # About 2x per extra character before the newlines: some 10 minutes for this name.
+        ("*{3,}", "model.layers.3.self_attn.o_proj\n\n"),
+        # Python's Unicode classes, on a non-ASCII name.
+        ("(?:*\\w)*\\d", "\u00e9" * 40 + "x"),
+    ],
+)
+def test_backtracking_traps_stay_on_re2(pattern: str, name: str) -> None:
     matcher = _Matcher([pattern])
     assert matcher._fallbacks == ()
-    assert matcher.matches("a." * 29) == ()
-    assert matcher._exact == {}  # no `re` pattern was ever compiled, so none could backtrack
-    code = f"import modmatch; assert modmatch.PatternSet([{pattern!r}]).match('a.' * 29) is False"
+    assert matcher.matches(name) == ()
+    assert matcher._compiled == {}  # no `re` pattern was ever compiled, so none could backtrack
+    # The same shapes, short enough for the reference to answer.
+    short = name[-12:]
+    assert matcher.matches(short) == expected([pattern], short)
+    code = f"import modmatch; assert modmatch.PatternSet([{pattern!r}]).match({name!r}) is False"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
@@ -142,7 +156,9 @@ def test_backtracking_trap_stays_on_re2() -> None:
 def test_fallback_patterns_warn_or_are_refused_when_strict(pattern: str, reason: str) -> None:
     with pytest.warns(FallbackWarning, match=reason) as record:
         PatternSet(["*.q_proj", pattern])
-    assert len(record) == 1 and (record[0].message.pattern, record[0].message.index) == (pattern, 1)  # type: ignore[union-attr]
+    warning = record[0].message
+    assert len(record) == 1 and isinstance(warning, FallbackWarning)
+    assert (warning.pattern, warning.index) == (pattern, 1)
     with pytest.raises(PatternError, match=reason) as info:
         PatternSet(["*.q_proj", pattern], strict=True)
     assert info.value.index == 1

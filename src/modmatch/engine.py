@@ -1,25 +1,69 @@
 """RE2 behind a small interface: many translated patterns, one pass over each name.
 
-Patterns join start-anchored ``re2.Set`` objects, as few as the memory budget allows. RE2
-reports a DFA out of memory as "no match", so every set also holds a sentinel pattern that
-matches every name: a result without the sentinel means RE2 gave up, never that nothing matched.
+:class:`UnionEngine` answers "does any pattern match" with one regex, the alternation of all
+sources; RE2 falls back from its DFA to its NFA when memory runs short, so it never answers
+wrongly. :class:`SetEngine` answers "which patterns match" with start-anchored ``re2.Set``
+objects; a set reports a DFA out of memory as "no match", so every set also holds a sentinel
+that matches every name, and an empty answer means RE2 gave up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import re2
 
-__all__ = ["RE2Engine"]
+T = TypeVar("T")
+
+__all__ = ["SetEngine", "UnionEngine"]
 
 # Per set. Memory is taken only as the DFA grows; the default of 8 MiB cannot even compile a
 # set of ~2,000 wildcard patterns, while 10,000 fit in 64 MiB.
 DEFAULT_MAX_MEM = 256 << 20
 _MATCH_EVERYTHING = ""
+_ANCHOR_START = re2._Anchor.ANCHOR_START
 
 
-class RE2Engine:
+def _options(max_mem: int) -> re2.Options:
+    options = re2.Options()
+    options.max_mem = max_mem
+    options.never_capture = True
+    options.log_errors = False
+    return options
+
+
+class UnionEngine:
+    """Whether any of many RE2 sources matches; split in parts where one regex is too large."""
+
+    __slots__ = ("_options", "_parts")
+
+    def __init__(self, max_mem: int = DEFAULT_MAX_MEM) -> None:
+        self._options = _options(max_mem)
+        self._parts: list[Any] = []
+
+    def add(self, alternatives: Sequence[T], join: Callable[[Sequence[T]], str]) -> None:
+        """Add ``join(alternatives)`` as one regex, or halves of it while RE2 refuses the size."""
+        if not alternatives:
+            return
+        try:
+            self._parts.append(re2.compile(join(alternatives), self._options)._regexp)
+        except re2.error:
+            if len(alternatives) == 1:
+                raise
+            middle = len(alternatives) // 2
+            self.add(alternatives[:middle], join)
+            self.add(alternatives[middle:], join)
+
+    def match(self, text: bytes) -> bool:
+        """Whether some alternative matches ``text`` from its start."""
+        size = len(text)
+        # The binding's own match() decodes offsets for a Match object; only (start, end) of
+        # the whole match is needed, (-1, -1) when there is none.
+        return any(part.Match(_ANCHOR_START, text, 0, size)[0][0] >= 0 for part in self._parts)
+
+
+class SetEngine:
     """Matches bytes against RE2 sources; says which it could not take and when it gave up."""
 
     __slots__ = ("_shards", "rejected")
@@ -29,11 +73,7 @@ class RE2Engine:
         # Each set with the caller's index of each of its patterns; the sentinel is pattern 0.
         self._shards: list[tuple[re2.Set, tuple[int, ...]]] = []
         rejected: list[int] = []
-        options = re2.Options()
-        options.max_mem = max_mem
-        options.never_capture = True
-        options.log_errors = False
-        self._build(list(sources), options, rejected)
+        self._build(list(sources), _options(max_mem), rejected)
         self.rejected = tuple(sorted(rejected))
 
     def _build(

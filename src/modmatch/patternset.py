@@ -8,10 +8,21 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .engine import DEFAULT_MAX_MEM, RE2Engine
+import re2
+
+from .engine import DEFAULT_MAX_MEM, SetEngine, UnionEngine
 from .errors import FallbackWarning, PatternError
 from .reference import seed_regex
-from .translate import Sensitivity, Translation, Untranslatable, parse, translate, translate_plain
+from .translate import (
+    Sensitivity,
+    Translation,
+    Untranslatable,
+    is_plain,
+    parse,
+    plain_union,
+    translate,
+    translate_plain,
+)
 
 __all__ = ["DEFAULT_CACHE_SIZE", "PatternSet"]
 
@@ -22,7 +33,7 @@ DEFAULT_CACHE_SIZE = 1 << 18
 class PatternSet:
     """Seed-exact wildcard patterns compiled together; immutable, hashable and picklable."""
 
-    __slots__ = ("_cache_size", "_lookup", "_patterns")
+    __slots__ = ("_any", "_cache_size", "_matches", "_patterns")
 
     def __init__(
         self, patterns: Iterable[str], *, cache_size: int = DEFAULT_CACHE_SIZE, strict: bool = False
@@ -36,7 +47,10 @@ class PatternSet:
             if strict:
                 raise PatternError(self._patterns[index], index, message)
             warnings.warn(FallbackWarning(self._patterns[index], index, message), stacklevel=2)
-        self._lookup: Callable[[str], tuple[int, ...]] = functools.lru_cache(maxsize=cache_size)(
+        # Two bounded caches, filled only by the methods that use them: most callers only ask
+        # whether anything matches, which needs no list of indices.
+        self._any: Callable[[str], bool] = functools.lru_cache(maxsize=cache_size)(matcher.any)
+        self._matches: Callable[[str], tuple[int, ...]] = functools.lru_cache(maxsize=cache_size)(
             matcher.matches
         )
 
@@ -47,16 +61,16 @@ class PatternSet:
 
     def match(self, name: str) -> bool:
         """Whether any pattern matches ``name`` (the seed's ``wildcard_match`` for each)."""
-        return bool(self._lookup(name))
+        return self._any(name)
 
     def matches(self, name: str) -> tuple[int, ...]:
         """Indices of every pattern matching ``name``, ascending."""
-        return self._lookup(name)
+        return self._matches(name)
 
     def filter(self, names: Iterable[str]) -> list[str]:
         """The names some pattern matches, in input order."""
-        lookup = self._lookup
-        return [name for name in names if lookup(name)]
+        matches = self._any
+        return [name for name in names if matches(name)]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PatternSet):
@@ -130,53 +144,89 @@ class _Matcher:
     """Answers one name: RE2 for what it can answer exactly, ``re`` for the rest."""
 
     def __init__(self, patterns: Sequence[str], max_mem: int = DEFAULT_MAX_MEM) -> None:
-        translations = [_translation(index, pattern) for index, pattern in enumerate(patterns)]
-        self._engine = RE2Engine(
-            [(i, t.source) for i, t in enumerate(translations) if isinstance(t, Translation)],
-            max_mem,
-        )
-        self.fallback_reasons = {i: t for i, t in enumerate(translations) if isinstance(t, str)}
-        self.fallback_reasons.update((i, "RE2 refused it") for i in self._engine.rejected)
-        self._fallbacks = tuple(sorted(self.fallback_reasons))
-        self._sensitivity = {
-            i: t.sensitivity
-            for i, t in enumerate(translations)
-            if isinstance(t, Translation) and i not in self.fallback_reasons
-        }
-        self._on_re2 = tuple(self._sensitivity)
+        self._max_mem = max_mem
         self._regexes = [seed_regex(pattern) for pattern in patterns]
-        self._exact: dict[int, re.Pattern[str]] = {}
+        self.fallback_reasons: dict[int, str] = {}
+        self._translations: dict[int, Translation] = {}
+        for index, pattern in enumerate(patterns):
+            translation = _translation(index, pattern)
+            if isinstance(translation, str):
+                self.fallback_reasons[index] = translation
+            elif not _re2_accepts(translation.source, max_mem):
+                self.fallback_reasons[index] = "RE2 refused it"
+            else:
+                self._translations[index] = translation
+        self._fallbacks = tuple(self.fallback_reasons)
+        self._sensitivity = {
+            index: t.sensitivity for index, t in self._translations.items() if t.sensitivity
+        }
+        # Patterns RE2 answers exactly on every name it can take, in one regex while it fits.
+        self._exact = UnionEngine(max_mem)
+        self._exact.add(
+            [
+                (is_plain(patterns[i]), patterns[i] if is_plain(patterns[i]) else t.source)
+                for i, t in self._translations.items()
+                if not t.sensitivity
+            ],
+            _union,
+        )
+        self._on_features = UnionEngine(max_mem)
+        self._on_features.add([self._translations[i].source for i in self._sensitivity], "|".join)
+        self._sets: SetEngine | None = None
+        self._compiled: dict[int, re.Pattern[str]] = {}
         self._sensitive: dict[Sensitivity, frozenset[int]] = {}
 
+    def any(self, name: str) -> bool:
+        """Whether some pattern matches ``name``."""
+        text = _encoded(name)
+        if text is None:  # a lone surrogate: RE2 takes only valid UTF-8
+            return self._any_by_re(range(len(self._regexes)), name)
+        if self._exact.match(text):
+            return True
+        if self._sensitivity:
+            if name.isascii() and name and name[-1] != "\n":
+                if self._on_features.match(text):
+                    return True
+            elif self._any_by_re(self._sensitivity, name):
+                return True
+        return self._any_by_re(self._fallbacks, name)
+
     def matches(self, name: str) -> tuple[int, ...]:
-        if not isinstance(name, str):
-            raise TypeError(f"name must be a str, got {type(name).__name__}: {name!r}")
-        try:
-            text = name.encode()
-        except UnicodeEncodeError:
-            # A lone surrogate: RE2 takes only valid UTF-8.
+        """Indices of the patterns matching ``name``, ascending."""
+        if not self.any(name):
+            return ()
+        text = _encoded(name)
+        if text is None:
             return tuple(self._by_re(range(len(self._regexes)), name))
-        hits = self._engine.match(text)
+        if self._sets is None:
+            # Built on first use: most callers only ask whether anything matches.
+            self._sets = SetEngine(
+                [(index, t.source) for index, t in self._translations.items()], self._max_mem
+            )
+        hits = self._sets.match(text)
         if hits is None:
-            hits = self._by_re(self._on_re2, name)
+            hits = self._by_re(self._translations, name)
         elif not name.isascii() or name[-1:] == "\n" or not name:
             sensitive = self._sensitive_to(_features(name))
             if sensitive:
                 hits = [index for index in hits if index not in sensitive]
                 hits += self._by_re(sensitive, name)
-        if self._fallbacks:
-            hits += self._by_re(self._fallbacks, name)
-        if len(hits) > 1:
-            hits.sort()
+        # Patterns no set could hold within the memory budget, and those only re can run.
+        hits += self._by_re(self._sets.rejected, name)
+        hits += self._by_re(self._fallbacks, name)
+        hits.sort()
         return tuple(hits)
 
-    def _by_re(self, indices: Iterable[int], name: str) -> list[int]:
-        return [index for index in indices if self._compiled(index).match(name)]
+    def _any_by_re(self, indices: Iterable[int], name: str) -> bool:
+        return any(self._regex(index).match(name) for index in indices)
 
-    def _compiled(self, index: int) -> re.Pattern[str]:
-        compiled = self._exact.get(index)
+    def _by_re(self, indices: Iterable[int], name: str) -> list[int]:
+        return [index for index in indices if self._regex(index).match(name)]
+
+    def _regex(self, index: int) -> re.Pattern[str]:
+        compiled = self._compiled.get(index)
         if compiled is None:
-            compiled = self._exact[index] = re.compile(self._regexes[index])
+            compiled = self._compiled[index] = re.compile(self._regexes[index])
         return compiled
 
     def _sensitive_to(self, features: Sensitivity) -> frozenset[int]:
@@ -187,6 +237,30 @@ class _Matcher:
                 index for index, sensitivity in self._sensitivity.items() if sensitivity & features
             )
         return sensitive
+
+
+def _union(alternatives: Sequence[tuple[bool, str]]) -> str:
+    """One regex from (is plain, pattern or RE2 source) pairs; plain ones share their prefixes."""
+    plain = [text for is_plain_pattern, text in alternatives if is_plain_pattern]
+    sources = [text for is_plain_pattern, text in alternatives if not is_plain_pattern]
+    return "|".join(([plain_union(plain)] if plain else []) + sources)
+
+
+def _encoded(name: str) -> bytes | None:
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}: {name!r}")
+    try:
+        return name.encode()
+    except UnicodeEncodeError:
+        return None
+
+
+def _re2_accepts(source: str, max_mem: int) -> bool:
+    try:
+        UnionEngine(max_mem).add([source], "|".join)
+    except re2.error:
+        return False
+    return True
 
 
 def _features(name: str) -> Sensitivity:

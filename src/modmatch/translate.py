@@ -15,6 +15,7 @@ import enum
 import functools
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,16 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import sre_constants as sre
     import sre_parse
 
-__all__ = ["Sensitivity", "Translation", "Untranslatable", "parse", "translate", "translate_plain"]
+__all__ = [
+    "Sensitivity",
+    "Translation",
+    "Untranslatable",
+    "is_plain",
+    "parse",
+    "plain_union",
+    "translate",
+    "translate_plain",
+]
 
 # RE2 refuses larger repeat counts ("invalid repetition size").
 _RE2_MAX_REPEAT = 1000
@@ -83,12 +93,56 @@ def parse(regex: str) -> Any:
 _PLAIN = re.compile(r"[A-Za-z0-9_.*]*")
 
 
+def is_plain(pattern: str) -> bool:
+    """Whether the pattern is made only of ASCII letters, digits, ``_``, ``.`` and ``*``."""
+    return _PLAIN.fullmatch(pattern) is not None
+
+
 def translate_plain(pattern: str) -> Translation | None:
-    """The translation of a pattern made only of ASCII letters, digits, ``_``, ``.`` and ``*``."""
-    if not _PLAIN.fullmatch(pattern):
+    """The translation of a plain pattern (see :func:`is_plain`), None for any other."""
+    if not is_plain(pattern):
         return None
-    body = pattern.replace(".", r"[^\n]").replace("*", r"[^\n]*")
-    return Translation(r"\A" + body + _FINAL_END, Sensitivity.NONE)
+    return Translation(plain_union([pattern]), Sensitivity.NONE)
+
+
+def _plain_token(char: str) -> str:
+    return {".": r"[^\n]", "*": r"[^\n]*"}.get(char, char)
+
+
+def plain_union(patterns: Iterable[str]) -> str:
+    """One RE2 regex accepting what any plain pattern accepts, common prefixes written once.
+
+    RE2 does not factor a shared leading ``[^\\n]*`` out of an alternation; left in every
+    alternative, it keeps them all alive at once and the DFA outgrows any budget (3 ms per name
+    for 10,000 per-expert patterns, against 2 µs factored).
+    """
+    trie: dict[str | None, Any] = {}
+    for pattern in patterns:
+        node = trie
+        for char in pattern:
+            node = node.setdefault(char, {})
+        node[None] = {}
+    return r"\A" + _emit(trie)
+
+
+def _emit(root: dict[str | None, Any]) -> str:
+    """The trie as nested alternations, built bottom-up without recursion."""
+    done: dict[int, str] = {}
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if not children_done:
+            stack.append((node, True))
+            stack.extend((child, False) for child in node.values() if id(child) not in done)
+            continue
+        branches = []
+        for key, child in node.items():
+            if key is None:
+                branches.append(_FINAL_END)
+            else:
+                branches.append(_plain_token(key) + done[id(child)])
+        done[id(node)] = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+    return done[id(root)]
 
 
 def translate(tree: Any) -> Translation:
