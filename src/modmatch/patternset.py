@@ -17,7 +17,6 @@ from .translate import (
     Sensitivity,
     Translation,
     Untranslatable,
-    is_plain,
     parse,
     plain_union,
     translate,
@@ -152,7 +151,7 @@ class _Matcher:
             translation = _translation(index, pattern)
             if isinstance(translation, str):
                 self.fallback_reasons[index] = translation
-            elif not _re2_accepts(translation.source, max_mem):
+            elif not translation.plain and not _re2_accepts(translation.source, max_mem):
                 self.fallback_reasons[index] = "RE2 refused it"
             else:
                 self._translations[index] = translation
@@ -164,7 +163,7 @@ class _Matcher:
         self._exact = UnionEngine(max_mem)
         self._exact.add(
             [
-                (is_plain(patterns[i]), patterns[i] if is_plain(patterns[i]) else t.source)
+                (t.plain, patterns[i] if t.plain else t.source)
                 for i, t in self._translations.items()
                 if not t.sensitivity
             ],

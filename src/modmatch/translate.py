@@ -81,6 +81,7 @@ class Translation:
 
     source: str
     sensitivity: Sensitivity
+    plain: bool = False  # the pattern itself is plain (see is_plain)
 
 
 def parse(regex: str) -> Any:
@@ -102,7 +103,8 @@ def translate_plain(pattern: str) -> Translation | None:
     """The translation of a plain pattern (see :func:`is_plain`), None for any other."""
     if not is_plain(pattern):
         return None
-    return Translation(plain_union([pattern]), Sensitivity.NONE)
+    body = "".join(map(_plain_token, pattern))
+    return Translation(r"\A" + body + _FINAL_END, Sensitivity.NONE, plain=True)
 
 
 def _plain_token(char: str) -> str:
