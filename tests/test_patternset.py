@@ -103,7 +103,7 @@ def test_shards_when_one_set_does_not_fit() -> None:
     assert engine.match(b"a.layers.3.b.experts.4.c") == [34]
 
 
-def test_re2_set_giving_up_at_match_time_falls_back_to_re() -> None:
+def test_re2_giving_up_at_match_time_falls_back() -> None:
     matcher = _Matcher(PATTERNS)
     matcher.matches("lm_head")  # builds the sets
 
@@ -117,8 +117,11 @@ def test_re2_set_giving_up_at_match_time_falls_back_to_re() -> None:
     assert sets is not None
     sets._shards[0] = (GaveUp(), *sets._shards[0][1:])  # type: ignore[assignment]
     assert sets.match(b"lm_head") is None
+    union = matcher._exact
+    union._parts = [(GaveUp(), source) for _, source in union._parts]  # type: ignore[misc]
     for name in NAMES:
         assert matcher.matches(name) == expected(PATTERNS, name)
+        assert matcher.any(name) is bool(expected(PATTERNS, name))
 
 
 @pytest.mark.parametrize(

@@ -1,16 +1,16 @@
 """RE2 behind a small interface: many translated patterns, one pass over each name.
 
 :class:`UnionEngine` answers "does any pattern match" with one regex, the alternation of all
-sources; RE2 falls back from its DFA to its NFA when memory runs short, so it never answers
-wrongly. :class:`SetEngine` answers "which patterns match" with start-anchored ``re2.Set``
-objects; a set reports a DFA out of memory as "no match", so every set also holds a sentinel
-that matches every name, and an empty answer means RE2 gave up.
+sources; :class:`SetEngine` answers "which patterns match" with start-anchored ``re2.Set``
+objects of at most ``_SET_SIZE`` patterns. A set reports a DFA out of memory as "no match", so
+every set also holds a sentinel that matches every name: an answer without it means RE2 gave up,
+and the caller answers another way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import re2
 
@@ -25,7 +25,6 @@ _MATCH_EVERYTHING = ""
 # Patterns per set: a set's DFA carries every pattern in every state, so larger sets thrash
 # (10,000 wildcard patterns: 314 µs per new name) and RE2 logs a simplifier warning per pattern.
 _SET_SIZE = 1024
-_ANCHOR_START = re2._Anchor.ANCHOR_START
 
 
 def _options(max_mem: int) -> re2.Options:
@@ -37,33 +36,57 @@ def _options(max_mem: int) -> re2.Options:
 
 
 class UnionEngine:
-    """Whether any of many RE2 sources matches; split in parts where one regex is too large."""
+    """Whether any of many RE2 sources matches: their alternation as one regex, or a few parts."""
 
-    __slots__ = ("_options", "_parts")
+    __slots__ = ("_options", "_parts", "_regexes")
 
     def __init__(self, max_mem: int = DEFAULT_MAX_MEM) -> None:
         self._options = _options(max_mem)
-        self._parts: list[Any] = []
+        # Each part is a one-regex set with the sentinel (RE2's sets match faster than its regex
+        # objects) and the regex source, run as a regex object where the set cannot answer.
+        self._parts: list[tuple[re2.Set | None, str]] = []
+        self._regexes: dict[str, re2._Regexp] = {}
 
     def add(self, alternatives: Sequence[T], join: Callable[[Sequence[T]], str]) -> None:
         """Add ``join(alternatives)`` as one regex, or halves of it while RE2 refuses the size."""
         if not alternatives:
             return
+        source = join(alternatives)
+        compiled = re2.Set.MatchSet(self._options)
+        compiled.Add(_MATCH_EVERYTHING)
         try:
-            self._parts.append(re2.compile(join(alternatives), self._options)._regexp)
+            compiled.Add(source)
+            compiled.Compile()
         except re2.error:
-            if len(alternatives) == 1:
-                raise
-            middle = len(alternatives) // 2
-            self.add(alternatives[:middle], join)
-            self.add(alternatives[middle:], join)
+            if len(alternatives) > 1:
+                middle = len(alternatives) // 2
+                self.add(alternatives[:middle], join)
+                self.add(alternatives[middle:], join)
+                return
+            # One regex too large for a set's DFA: a regex object can still run it on RE2's
+            # NFA. If RE2 refuses even that, the caller hears of it.
+            self._regex(source)
+            compiled = None
+        self._parts.append((compiled, source))
 
     def match(self, text: bytes) -> bool:
         """Whether some alternative matches ``text`` from its start."""
-        size = len(text)
-        # The binding's own match() decodes offsets for a Match object; only (start, end) of
-        # the whole match is needed, (-1, -1) when there is none.
-        return any(part.Match(_ANCHOR_START, text, 0, size)[0][0] >= 0 for part in self._parts)
+        for compiled, source in self._parts:
+            hits = None if compiled is None else compiled.Match(text)
+            if hits is None:
+                # No set, or its DFA ran out of memory (it then answers "no match", which the
+                # sentinel rules out). A regex object falls back to RE2's NFA: slower, never wrong.
+                if self._regex(source).match(text) is not None:
+                    return True
+            elif len(hits) > 1:
+                return True
+        return False
+
+    def _regex(self, source: str) -> re2._Regexp:
+        compiled = self._regexes.get(source)
+        if compiled is None:
+            compiled = self._regexes[source] = re2.compile(source, self._options)
+        return compiled
 
 
 class SetEngine:
