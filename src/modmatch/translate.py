@@ -135,16 +135,29 @@ def _emit(root: dict[str | None, Any]) -> str:
         node, children_done = stack.pop()
         if not children_done:
             stack.append((node, True))
-            stack.extend((child, False) for child in node.values() if id(child) not in done)
+            for key, child in node.items():
+                end = _chain(child)[1]
+                if key is not None and id(end) not in done:
+                    stack.append((end, False))
             continue
         branches = []
         for key, child in node.items():
             if key is None:
                 branches.append(_FINAL_END)
             else:
-                branches.append(_plain_token(key) + done[id(child)])
+                tokens, end = _chain(child)
+                branches.append(_plain_token(key) + "".join(tokens) + done[id(end)])
         done[id(node)] = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
     return done[id(root)]
+
+
+def _chain(node: dict[str | None, Any]) -> tuple[list[str], dict[str | None, Any]]:
+    """The tokens down a run of nodes with one child each, and the node that ends the run."""
+    tokens = []
+    while len(node) == 1 and None not in node:
+        key, node = next(iter(node.items()))
+        tokens.append(_plain_token(key))  # type: ignore[arg-type]
+    return tokens, node
 
 
 def translate(tree: Any) -> Translation:
