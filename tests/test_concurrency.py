@@ -10,35 +10,44 @@ from torch import nn
 from modmatch import ModuleMatcher, PatternSet
 from modmatch.shapes import SHAPES
 
-NAMES = [name for name, _ in SHAPES["qwen3-235b-a22b"].modules()][:20_000]
-PATTERNS = ["*.self_attn.q_proj", "*.experts.1[0-9].*", "lm_head", "*.layers.[0-9].mlp.gate"]
+NAMES = [name for name, _ in SHAPES["kimi-k2"].modules()][:100_000]
+PATTERNS = ["*.self_attn.q_a_proj", "*.experts.1[0-9].*", "lm_head", "*.layers.[0-9].mlp.gate"]
+THREADS = 8
 
 
 def test_threads_agree_with_one_thread_while_the_cache_evicts() -> None:
-    expected = [PatternSet(PATTERNS, cache_size=0).matches(n) for n in NAMES]
-    shared = PatternSet(PATTERNS, cache_size=512)  # far smaller than the names: constant eviction
+    expected = PatternSet(PATTERNS, cache_size=0).filter(NAMES)
+    # Far fewer entries than names: the cache evicts all the time.
+    shared = PatternSet(PATTERNS, cache_size=512)
     matcher = ModuleMatcher(target_modules=PATTERNS)
     module = nn.Identity()
 
-    def work(offset: int) -> tuple[list[tuple[int, ...]], list[bool | None]]:
-        order = NAMES[offset:] + NAMES[:offset]
-        found = [shared.matches(n) for n in order]
-        selected = [matcher.match(module, n) for n in order]
-        back = len(NAMES) - offset  # undo the rotation
-        return found[back:] + found[:back], selected[back:] + selected[:back]
+    def work(thread: int) -> tuple[list[str], list[str], list[tuple[int, ...]]]:
+        # Each name is met by half of the threads, in interleaved order.
+        names = NAMES[thread % 2 :: 2]
+        selected = [n for n in names if matcher.match(module, n)]
+        return shared.filter(names), selected, [shared.matches(n) for n in names[::50]]
 
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(work, range(0, 8 * 997, 997)))
-    for found, selected in results:
-        assert found == expected
-        assert selected == [True if e else None for e in expected]
+    with ThreadPoolExecutor(THREADS) as pool:
+        results = list(pool.map(work, range(THREADS)))
+    wanted = set(expected)
+    for thread, (filtered, selected, indices) in enumerate(results):
+        names = NAMES[thread % 2 :: 2]
+        mine = [n for n in names if n in wanted]
+        assert filtered == mine
+        assert selected == mine
+        assert [bool(i) for i in indices] == [n in wanted for n in names[::50]]
 
 
-def _select(matcher: PatternSet) -> list[str]:
-    return matcher.filter(NAMES)
+def _select(matcher: PatternSet, module_matcher: ModuleMatcher) -> tuple[list[str], list[str]]:
+    module = nn.Identity()
+    return matcher.filter(NAMES), [n for n in NAMES if module_matcher.match(module, n)]
 
 
-def test_spawned_worker_gets_an_equal_matcher() -> None:
+def test_spawned_worker_gets_equal_matchers() -> None:
     matcher = PatternSet(PATTERNS, cache_size=1000)
+    module_matcher = ModuleMatcher(target_modules=PATTERNS)
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        assert pool.apply(_select, (matcher,)) == matcher.filter(NAMES)
+        filtered, selected = pool.apply(_select, (matcher, module_matcher))
+    assert filtered == matcher.filter(NAMES)
+    assert selected == [n for n in NAMES if module_matcher.match(nn.Identity(), n)]

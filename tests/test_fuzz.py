@@ -1,0 +1,50 @@
+"""A bounded fuzz run: patterns and names cut from arbitrary bytes, checked against the reference.
+
+Failing inputs land in the example database under tests/fuzz-corpus/; commit it, and every later
+run replays them first, as regression tests.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+from modmatch import PatternError, PatternSet, reference
+
+CORPUS = DirectoryBasedExampleDatabase(str(Path(__file__).parent / "fuzz-corpus"))
+
+
+@settings(
+    max_examples=20_000,
+    database=CORPUS,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+@given(st.binary(min_size=1, max_size=48))
+def test_fuzz_bytes(data: bytes) -> None:
+    # Invalid UTF-8 becomes lone surrogates, which names and patterns may hold.
+    text = data.decode("utf-8", "surrogateescape")
+    cut = data[0] % len(text)
+    pattern, name = text[1 : cut + 1], text[cut + 1 :]
+    if pattern.count("*") > 3:  # the reference itself would backtrack for minutes
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            re.compile(reference.seed_regex(pattern))
+        except (re.error, OverflowError, RecursionError):
+            valid = False
+        else:
+            valid = True
+        if not valid:
+            try:
+                PatternSet([pattern])
+            except PatternError:
+                return
+            raise AssertionError(f"{pattern!r} was accepted; the reference rejects it")
+        assert PatternSet([pattern]).match(name) is reference.wildcard_match(pattern, name)
