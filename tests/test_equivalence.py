@@ -11,7 +11,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from torch import nn
 
-from modmatch import ModuleMatcher, PatternError, PatternSet, reference, wildcard_match
+from modmatch import ModuleMatcher, PatternError, PatternSet, Rule, reference, wildcard_match
 from strategies import NAMES, PATTERNS, SOUP
 
 pytestmark = [
@@ -165,3 +165,14 @@ def test_module_matcher(
         assert same(got, expected), (name, prefix, got, expected)
         got_kw = outcome(lambda m=m, n=name, p=prefix: ours[1].match(m, name=n, prefix=p))
         assert same(got_kw, expected)
+        explained = outcome(lambda m=m, n=name, p=prefix: ours[1].explain(n, p, m))
+        if expected[0] == "raised":
+            assert explained == expected
+        else:
+            assert explained[1].result is expected[1]
+            pattern = explained[1].pattern
+            if explained[1].rule in (Rule.EXACT_NAME, Rule.EXCLUDED_BY_NAME):
+                assert pattern == name
+            elif explained[1].rule in (Rule.TARGET_PATTERN, Rule.EXCLUDED_BY_PATTERN):
+                full = f"{prefix}.{name}" if prefix else name
+                assert reference.wildcard_match(pattern, full) is True

@@ -12,10 +12,12 @@ import modmatch
 def test_all_is_sorted_and_exact() -> None:
     assert modmatch.__all__ == sorted(modmatch.__all__)
     assert set(modmatch.__all__) == {
+        "Explanation",
         "FallbackWarning",
         "ModuleMatcher",
         "PatternError",
         "PatternSet",
+        "Rule",
         "reference",
         "wildcard_match",
     }

@@ -6,14 +6,16 @@ patterns are compiled once into one RE2 set and answers are cached per module na
 
 from . import reference
 from .errors import FallbackWarning, PatternError
-from .matcher import ModuleMatcher, wildcard_match
+from .matcher import Explanation, ModuleMatcher, Rule, wildcard_match
 from .patternset import PatternSet
 
 __all__ = [
+    "Explanation",
     "FallbackWarning",
     "ModuleMatcher",
     "PatternError",
     "PatternSet",
+    "Rule",
     "reference",
     "wildcard_match",
 ]

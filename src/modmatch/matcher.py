@@ -6,13 +6,14 @@ imports torch on first use, so ``import modmatch`` stays light.
 
 from __future__ import annotations
 
+import enum
 import functools
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from .patternset import PatternSet
 
-__all__ = ["ModuleMatcher", "wildcard_match"]
+__all__ = ["Explanation", "ModuleMatcher", "Rule", "wildcard_match"]
 
 _DEFAULT_TARGETS = ("linear_qkv", "linear_proj", "linear_fc1", "linear_fc2")
 _linear_type: type | None = None
@@ -130,11 +131,76 @@ class ModuleMatcher:
             return None
         return not self._excludes.matches(name, full_name) and isinstance(m, _linear())  # type: ignore[attr-defined]
 
+    def explain(
+        self, name: str | None, prefix: str | None = None, module: Any = None
+    ) -> Explanation:
+        """Which rule decides ``match(module, name, prefix)``, and the pattern that decided."""
+        full_name = f"{prefix}.{name}" if prefix else name
+        if self.is_causal_lm and "lm_head" in full_name:  # type: ignore[operator]
+            return Explanation(False, Rule.CAUSAL_LM_HEAD)
+        if self.match_all_linear and isinstance(module, _linear()):
+            return Explanation(True, Rule.ALL_LINEAR)
+        if self.target_modules:
+            assert not self.exclude_modules, (
+                "`exclude_modules` must be empty when `target_modules` is used."
+            )
+            decided = self._targets.first(name, full_name)  # type: ignore[attr-defined]
+            if decided is None:
+                return Explanation(None, Rule.NO_TARGET_MATCHED)
+            rule = Rule.EXACT_NAME if decided == name else Rule.TARGET_PATTERN
+            return Explanation(True, rule, decided)
+        if name in self.exclude_modules:
+            return Explanation(False, Rule.EXCLUDED_BY_NAME, name)
+        decided = self._excludes.first(None, full_name)  # type: ignore[attr-defined]
+        if decided is not None:
+            return Explanation(False, Rule.EXCLUDED_BY_PATTERN, decided)
+        if not isinstance(module, _linear()):
+            return Explanation(False, Rule.NOT_LINEAR)
+        return Explanation(True, Rule.LINEAR_NOT_EXCLUDED)
+
+    def select(self, model: Any) -> list[tuple[str, Any]]:
+        """The ``(name, module)`` pairs of ``model.named_modules()`` that match, in that order."""
+        match = self.match
+        selected = []
+        for full_name, module in model.named_modules():
+            prefix, _, name = full_name.rpartition(".")
+            if match(module, name, prefix):
+                selected.append((full_name, module))
+        return selected
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (
             type(self),
             (self.target_modules, self.exclude_modules, self.match_all_linear, self.is_causal_lm),
         )
+
+
+class Rule(enum.Enum):
+    """The rule of the seed's that decided a module."""
+
+    CAUSAL_LM_HEAD = "causal-LM lm_head skip"
+    ALL_LINEAR = "all-linear"
+    EXACT_NAME = "exact short name"
+    TARGET_PATTERN = "target pattern"
+    NO_TARGET_MATCHED = "no target matched"
+    EXCLUDED_BY_NAME = "excluded by name"
+    EXCLUDED_BY_PATTERN = "excluded by pattern"
+    NOT_LINEAR = "not Linear"
+    LINEAR_NOT_EXCLUDED = "Linear, not excluded"
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a module matched or not: ``result`` is exactly what ``match`` returns."""
+
+    result: bool | None
+    rule: Rule
+    pattern: str | None = None
+
+    @property
+    def matched(self) -> bool:
+        """Whether the module gets an adapter."""
+        return bool(self.result)
 
 
 class _Rule:
@@ -157,3 +223,12 @@ class _Rule:
             return True
         # The seed's wildcard_match answers None (no match) for a None full name.
         return self._set is not None and full_name is not None and self._set.match(full_name)
+
+    def first(self, name: Any, full_name: Any) -> str | None:
+        """The first pattern, in list order, equal to ``name`` or matching ``full_name``."""
+        if not self._patterns:
+            return None
+        found = [i for i, p in enumerate(self._patterns) if name == p][:1]
+        if self._set is not None and full_name is not None:
+            found += self._set.matches(full_name)[:1]
+        return self._patterns[min(found)] if found else None
