@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["SHAPES", "Shape"]
+__all__ = ["SHAPES", "MegatronShape", "Shape"]
 
 _Module = tuple[str, bool]
 
@@ -110,7 +110,47 @@ _MIXTRAL_ATTENTION = (
 )
 _MIXTRAL_EXPERT = ((".w1", True), (".w2", True), (".w3", True), (".act_fn", False))
 
-SHAPES = {
+
+@dataclass(frozen=True)
+class MegatronShape:
+    """A Megatron-Core GPT: the naming the seed's default targets are written for.
+
+    Its projections are Megatron's parallel linear layers, which are not ``nn.Linear``: so
+    they are not Linear here either. Odd layers are MoE, with a router and local experts.
+    """
+
+    name: str
+    layers: int
+    experts: int
+
+    def modules(self) -> Iterator[_Module]:
+        yield from (("", False), ("embedding", False), ("embedding.word_embeddings", False))
+        yield from (("decoder", False), ("decoder.layers", False))
+        for layer in range(self.layers):
+            base = f"decoder.layers.{layer}"
+            yield base, False
+            yield f"{base}.input_layernorm", False
+            for suffix in ("", ".core_attention", ".linear_proj", ".linear_qkv"):
+                yield f"{base}.self_attention{suffix}", False
+            yield f"{base}.pre_mlp_layernorm", False
+            yield f"{base}.mlp", False
+            if layer % 2 == 0:
+                yield f"{base}.mlp.linear_fc1", False
+                yield f"{base}.mlp.linear_fc2", False
+                continue
+            yield f"{base}.mlp.router", False
+            yield f"{base}.mlp.experts", False
+            yield f"{base}.mlp.experts.local_experts", False
+            for expert in range(self.experts):
+                experts = f"{base}.mlp.experts.local_experts.{expert}"
+                yield experts, False
+                yield f"{experts}.linear_fc1", False
+                yield f"{experts}.linear_fc2", False
+        yield "decoder.final_layernorm", False
+        yield "output_layer", False
+
+
+SHAPES: dict[str, Shape | MegatronShape] = {
     shape.name: shape
     for shape in (
         _deepseek("deepseek-v3", experts=256, dense_layers=3),
@@ -137,5 +177,7 @@ SHAPES = {
             8,
             0,
         ),
+        Shape("llama-3.1-405b", 126, _MIXTRAL_ATTENTION, _DENSE, (), "mlp.experts", (), 0, 126),
+        MegatronShape("megatron-gpt", layers=24, experts=8),
     )
 }

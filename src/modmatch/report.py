@@ -1,0 +1,102 @@
+"""What a list of patterns selects: names matched per pattern, and close names for those that
+matched nothing (a typo like ``linear_fc1x`` otherwise selects nothing, silently)."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .patternset import PatternSet
+
+__all__ = ["PatternCount", "Report", "UnmatchedPatternError", "UnmatchedPatternWarning", "report"]
+
+_NUMBER_SEGMENT = re.compile(r"(?<=\.)[0-9]+(?=\.|$)")
+
+
+class UnmatchedPatternWarning(UserWarning):
+    """A pattern matched none of the names."""
+
+
+class UnmatchedPatternError(ValueError):
+    """Patterns matched none of the names, and the caller asked for that to be an error."""
+
+
+@dataclass(frozen=True)
+class PatternCount:
+    """How many names one pattern matched, and close names when it matched none."""
+
+    pattern: str
+    matched: int
+    suggestions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Report:
+    """Per-pattern counts over a set of names, in pattern order."""
+
+    names: int
+    patterns: tuple[PatternCount, ...]
+
+    @property
+    def unmatched(self) -> tuple[str, ...]:
+        """The patterns that matched no name."""
+        return tuple(count.pattern for count in self.patterns if not count.matched)
+
+
+def report(patterns: Iterable[str], names: Iterable[str], *, strict: bool = False) -> Report:
+    """Count, per pattern, the names it selects as a ModuleMatcher target would.
+
+    A pattern selects a name when it equals the name's last segment or matches the whole name.
+    Each unmatched pattern warns with :class:`UnmatchedPatternWarning`; with ``strict`` they
+    raise one :class:`UnmatchedPatternError` instead.
+    """
+    patterns = list(patterns)
+    names = list(names)
+    matcher = PatternSet(patterns, cache_size=0)
+    by_text: dict[str, list[int]] = {}
+    for index, pattern in enumerate(patterns):
+        by_text.setdefault(pattern, []).append(index)
+    counts = [0] * len(patterns)
+    for name in names:
+        hits = set(matcher.matches(name)) if matcher.match(name) else set()
+        hits.update(by_text.get(name.rpartition(".")[2], ()))
+        for index in hits:
+            counts[index] += 1
+    candidates = _candidates(names) if 0 in counts else []
+    result = Report(
+        len(names),
+        tuple(
+            PatternCount(pattern, count, () if count else _suggest(pattern, candidates))
+            for pattern, count in zip(patterns, counts, strict=True)
+        ),
+    )
+    if result.unmatched:
+        problems = "; ".join(_describe(count) for count in result.patterns if not count.matched)
+        if strict:
+            raise UnmatchedPatternError(
+                f"patterns matched none of the {len(names):,} names: {problems}"
+            )
+        for count in result.patterns:
+            if not count.matched:
+                warnings.warn(UnmatchedPatternWarning(_describe(count)), stacklevel=2)
+    return result
+
+
+def _candidates(names: list[str]) -> list[str]:
+    """Last segments of the names, and the names with numbers starred (their shapes)."""
+    shapes = {_NUMBER_SEGMENT.sub("*", name) for name in names}
+    return sorted({name.rpartition(".")[2] for name in names} | shapes)
+
+
+def _suggest(pattern: str, candidates: list[str]) -> tuple[str, ...]:
+    return tuple(difflib.get_close_matches(pattern, candidates, n=3, cutoff=0.6))
+
+
+def _describe(count: PatternCount) -> str:
+    hint = (
+        f" (did you mean {', '.join(map(repr, count.suggestions))}?)" if count.suggestions else ""
+    )
+    return f"{count.pattern!r} matched nothing{hint}"

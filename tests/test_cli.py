@@ -1,0 +1,126 @@
+"""The `modmatch` command, end to end in a subprocess."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from torch import nn
+
+from modmatch import reference
+from modmatch.shapes import SHAPES
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "modmatch", *args], input=stdin, capture_output=True, text=True
+    )
+
+
+def reference_selection(model: str, **options: object) -> list[str]:
+    matcher = reference.ModuleMatcher(**options)  # type: ignore[arg-type]
+    linear, other = nn.Linear(1, 1), nn.ReLU()
+    selected = []
+    for name, is_linear in SHAPES[model].modules():
+        prefix, _, short = name.rpartition(".")
+        if matcher.match(linear if is_linear else other, short, prefix):
+            selected.append(name)
+    return selected
+
+
+def test_default_model_human_output() -> None:
+    result = run("-t", "*.experts.*.gate_proj", "-t", "q_a_proj")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "deepseek-v3: 75,397 modules, 45,033 nn.Linear" in out
+    assert "  model.layers.{3..60}.mlp.experts.{0..255}.gate_proj  x14,848" in out
+    assert "  model.layers.{0..60}.self_attn.q_a_proj  x61" in out
+    assert "selected 14,909 of 75,397 modules in " in out
+    assert result.stderr == ""
+
+
+def test_json_output_is_the_reference_selection() -> None:
+    result = run("--model", "mixtral-8x22b", "-x", "*.w2", "-x", "nothing_here", "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    expected = reference_selection(
+        "mixtral-8x22b", target_modules=[], exclude_modules=["*.w2", "nothing_here"]
+    )
+    assert document == {
+        "modules": 2_863,
+        "selected": len(expected),
+        "patterns": [
+            {"pattern": "*.w2", "matched": 448},
+            {"pattern": "nothing_here", "matched": 0},
+        ],
+        "unmatched_patterns": ["nothing_here"],
+        "selected_names": expected,
+    }
+
+
+def test_all_linear_and_causal_lm() -> None:
+    result = run("--model", "llama-3.1-405b", "--all-linear", "--causal-lm", "--json")
+    document = json.loads(result.stdout)
+    expected = reference_selection(
+        "llama-3.1-405b", target_modules=[], match_all_linear=True, is_causal_lm=True
+    )
+    assert document["selected_names"] == expected and "lm_head" not in expected
+
+
+def test_names_file_and_stdin(tmp_path: Path) -> None:
+    names = tmp_path / "names.txt"
+    names.write_text("model.q_proj\tLinear\nmodel.act\tSiLU\nmodel.o_proj\tLinear8bitLt\n")
+    result = run("--names", str(names), "--all-linear", "--json")
+    assert json.loads(result.stdout)["selected_names"] == ["model.q_proj", "model.o_proj"]
+    piped = run("--names", "-", "-t", "*.act", "--json", stdin=names.read_text())
+    assert json.loads(piped.stdout)["selected_names"] == ["model.act"]
+
+
+def test_strict_exits_1_on_an_unmatched_pattern() -> None:
+    result = run("--model", "megatron-gpt", "-t", "linear_qkv", "-t", "linear_fc1x", "--strict")
+    assert result.returncode == 1
+    assert "unmatched pattern 'linear_fc1x'; did you mean linear_fc1" in result.stdout
+    assert run("--model", "megatron-gpt", "-t", "linear_qkv", "--strict").returncode == 0
+
+
+def test_explain() -> None:
+    result = run(
+        "--model",
+        "megatron-gpt",
+        "--explain",
+        "decoder.layers.3.self_attention.linear_qkv",
+        "--explain",
+        "decoder.layers.3.mlp.router",
+        "--explain",
+        "not.a.module",
+    )
+    assert (
+        "decoder.layers.3.self_attention.linear_qkv: selected, exact short name by 'linear_qkv'"
+        in result.stdout
+    )
+    assert "decoder.layers.3.mlp.router: not selected, no target matched" in result.stdout
+    assert "not.a.module (not in the model; taken as not Linear): not selected" in result.stdout
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    cases = {
+        ("--names", str(tmp_path / "missing.txt")): "cannot read",
+        ("--names", str(empty)): "no module names in",
+        ("-t", "*.q_proj("): "invalid pattern '*.q_proj(' at index 0",
+        ("--hf-config", str(empty)): (
+            "cannot build a model"
+            if importlib.util.find_spec("transformers")
+            else "needs transformers"
+        ),
+    }
+    for args, message in cases.items():
+        result = run(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.startswith("modmatch: error: ") and message in result.stderr
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+        assert result.stdout == ""

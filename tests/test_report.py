@@ -1,0 +1,65 @@
+"""Per-pattern counts, unmatched patterns and suggestions."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from modmatch import ModuleMatcher, reference
+from modmatch.report import UnmatchedPatternError, UnmatchedPatternWarning, report
+from modmatch.shapes import SHAPES
+from strategies import NAMES, PATTERNS
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+    pytest.mark.filterwarnings("ignore::modmatch.FallbackWarning"),
+    pytest.mark.filterwarnings("ignore::modmatch.report.UnmatchedPatternWarning"),
+]
+MEGATRON = [name for name, _ in SHAPES["megatron-gpt"].modules()]
+
+
+def test_typo_is_reported_with_a_suggestion() -> None:
+    with pytest.warns(UnmatchedPatternWarning, match="'linear_fc1x' matched nothing.*linear_fc1"):
+        result = report(["linear_qkv", "linear_fc1x"], MEGATRON)
+    assert result.unmatched == ("linear_fc1x",)
+    assert result.patterns[0].matched == 24
+    assert "linear_fc1" in result.patterns[1].suggestions
+    with pytest.raises(UnmatchedPatternError, match="linear_fc1x"):
+        report(["linear_qkv", "linear_fc1x"], MEGATRON, strict=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report(["linear_qkv"], MEGATRON, strict=True)  # nothing unmatched: no warning
+
+
+@given(st.lists(PATTERNS, min_size=1, max_size=5), st.lists(NAMES, max_size=8))
+def test_counts_are_what_a_target_selects(patterns: list[str], names: list[str]) -> None:
+    try:
+        result = report(patterns, names)
+    except Exception:
+        return  # invalid patterns: PatternSet's own property covers them
+    for count in result.patterns:
+        expected = sum(
+            1
+            for name in names
+            if name.rpartition(".")[2] == count.pattern
+            or reference.wildcard_match(count.pattern, name)
+        )
+        assert count.matched == expected
+        # The same decision as a one-pattern ModuleMatcher on a non-Linear module.
+        matcher = ModuleMatcher(target_modules=[count.pattern])
+        selected = sum(
+            1 for n in names if matcher.match(nn.ReLU(), n.rpartition(".")[2], n.rpartition(".")[0])
+        )
+        assert selected == expected
+
+
+def test_select_walks_named_modules_in_order() -> None:
+    model = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.ReLU(), nn.Linear(2, 2)))
+    matcher = ModuleMatcher(target_modules=[], match_all_linear=True)
+    assert [name for name, _ in matcher.select(model)] == ["0", "1.1"]
+    by_pattern = ModuleMatcher(target_modules=["1.*"])
+    assert [name for name, _ in by_pattern.select(model)] == ["1.0", "1.1"]
