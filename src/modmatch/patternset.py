@@ -123,8 +123,8 @@ def _translation(index: int, pattern: str) -> Translation | str:
     regex = seed_regex(pattern)
     try:
         tree = parse(regex)
-    except (re.error, OverflowError, RecursionError) as error:
-        raise PatternError(pattern, index, str(error) or type(error).__name__) from error
+    except _REGEX_ERRORS as error:
+        raise _invalid(pattern, index, error) from error
     try:
         return translate(tree)
     except Untranslatable as error:
@@ -134,9 +134,18 @@ def _translation(index: int, pattern: str) -> Translation | str:
     try:
         # Python's compiler has checks of its own (look-behind width, for one).
         re.compile(regex)
-    except (re.error, OverflowError, RecursionError) as error:
-        raise PatternError(pattern, index, str(error) or type(error).__name__) from error
+    except _REGEX_ERRORS as error:
+        raise _invalid(pattern, index, error) from error
     return reason
+
+
+# What Python's re raises for a pattern it rejects: OverflowError for a huge repeat count,
+# RecursionError for very deep nesting.
+_REGEX_ERRORS = (re.error, OverflowError, RecursionError)
+
+
+def _invalid(pattern: str, index: int, error: Exception) -> PatternError:
+    return PatternError(pattern, index, str(error) or type(error).__name__)
 
 
 class _Matcher:
