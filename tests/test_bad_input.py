@@ -78,6 +78,8 @@ def test_odd_names_answer_as_the_reference(name: str) -> None:
 def test_names_that_are_not_str_fail_naming_value(name: Any, type_name: str) -> None:
     with pytest.raises(TypeError, match=f"name must be a str, got {type_name}"):
         PatternSet(["*"]).match(name)
+    with pytest.raises(TypeError, match=f"name must be a str, got {type_name}"):
+        PatternSet(["*"]).filter(["a", name])
     with pytest.raises(TypeError):  # the reference fails too, in `re`
         reference.wildcard_match("*", name if name is not None else 3)
     if name is None:

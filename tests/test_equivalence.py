@@ -176,3 +176,16 @@ def test_module_matcher(
             elif explained[1].rule in (Rule.TARGET_PATTERN, Rule.EXCLUDED_BY_PATTERN):
                 full = f"{prefix}.{name}" if prefix else name
                 assert reference.wildcard_match(pattern, full) is True
+
+
+PLAIN_PATTERNS = st.lists(
+    st.sampled_from(["*", ".", "model", "layers", "q_proj", "1", "lm_head", "_"]), max_size=6
+).map("".join)
+
+
+@given(st.lists(PLAIN_PATTERNS, min_size=1, max_size=8), st.lists(NAMES, max_size=12))
+def test_filter_of_plain_patterns_in_one_pass(patterns: list[str], names: list[str]) -> None:
+    # Plain patterns take the one-pass path over all names joined by newlines.
+    expected = [n for n in names if any(reference.wildcard_match(p, n) for p in patterns)]
+    assert PatternSet(patterns).filter(names) == expected
+    assert PatternSet(patterns).filter(iter(names)) == expected

@@ -16,7 +16,7 @@ import re2
 
 T = TypeVar("T")
 
-__all__ = ["SetEngine", "UnionEngine"]
+__all__ = ["LineEngine", "SetEngine", "UnionEngine"]
 
 # Per set. Memory is taken only as the DFA grows; the default of 8 MiB cannot even compile a
 # set of ~2,000 wildcard patterns, while 10,000 fit in 64 MiB.
@@ -87,6 +87,34 @@ class UnionEngine:
         if compiled is None:
             compiled = self._regexes[source] = re2.compile(source, self._options)
         return compiled
+
+
+class LineEngine:
+    """Which lines of a newline-joined text one of many RE2 sources matches, in one pass."""
+
+    __slots__ = ("_options", "_parts")
+
+    def __init__(self, max_mem: int = DEFAULT_MAX_MEM) -> None:
+        self._options = _options(max_mem)
+        self._parts: list[re2._Regexp] = []
+
+    def add(self, alternatives: Sequence[T], join: Callable[[Sequence[T]], str]) -> None:
+        """Add ``join(alternatives)`` as one regex, or halves of it while RE2 refuses the size."""
+        if not alternatives:
+            return
+        try:
+            # A regex object, not a set: on a DFA out of memory it falls back to RE2's NFA.
+            self._parts.append(re2.compile(join(alternatives), self._options))
+        except re2.error:
+            if len(alternatives) == 1:
+                raise
+            middle = len(alternatives) // 2
+            self.add(alternatives[:middle], join)
+            self.add(alternatives[middle:], join)
+
+    def match_starts(self, text: bytes) -> set[int]:
+        """Byte offsets where a match starts; each source must match whole lines only."""
+        return {found.start() for part in self._parts for found in part.finditer(text)}
 
 
 class SetEngine:

@@ -10,7 +10,7 @@ from typing import Any
 
 import re2
 
-from .engine import DEFAULT_MAX_MEM, SetEngine, UnionEngine
+from .engine import DEFAULT_MAX_MEM, LineEngine, SetEngine, UnionEngine
 from .errors import FallbackWarning, PatternError
 from .reference import seed_regex
 from .translate import (
@@ -32,7 +32,7 @@ DEFAULT_CACHE_SIZE = 1 << 18
 class PatternSet:
     """Seed-exact wildcard patterns compiled together; immutable, hashable and picklable."""
 
-    __slots__ = ("_any", "_cache_size", "_matches", "_patterns")
+    __slots__ = ("_any", "_cache_size", "_matcher", "_matches", "_patterns")
 
     def __init__(
         self, patterns: Iterable[str], *, cache_size: int = DEFAULT_CACHE_SIZE, strict: bool = False
@@ -40,7 +40,7 @@ class PatternSet:
         """Compile ``patterns``; with ``strict``, refuse those only Python's ``re`` can run."""
         self._patterns = _checked_patterns(patterns)
         self._cache_size = _checked_cache_size(cache_size)
-        matcher = _Matcher(self._patterns)
+        self._matcher = matcher = _Matcher(self._patterns)
         for index, reason in matcher.fallback_reasons.items():
             message = f"only Python's re can run it ({reason}), and re may backtrack"
             if strict:
@@ -67,9 +67,12 @@ class PatternSet:
         return self._matches(name)
 
     def filter(self, names: Iterable[str]) -> list[str]:
-        """The names some pattern matches, in input order."""
-        matches = self._any
-        return [name for name in names if matches(name)]
+        """The names some pattern matches, in input order.
+
+        When every pattern is plain, the names go through RE2 together, in one pass over them
+        joined by newlines; this path does not use the cache.
+        """
+        return self._matcher.filter(list(names), self._any)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PatternSet):
@@ -181,6 +184,11 @@ class _Matcher:
         self._on_features = UnionEngine(max_mem)
         self._on_features.add([self._translations[i].source for i in self._sensitivity], "|".join)
         self._sets: SetEngine | None = None
+        # When every pattern is plain: all names at once, one per line.
+        self._lines: LineEngine | None = None
+        if patterns and all(t.plain for t in self._translations.values()) and not self._fallbacks:
+            self._lines = LineEngine(max_mem)
+            self._lines.add(patterns, functools.partial(plain_union, per_line=True))
         self._compiled: dict[int, re.Pattern[str]] = {}
         self._sensitive: dict[Sensitivity, frozenset[int]] = {}
 
@@ -224,6 +232,27 @@ class _Matcher:
         hits += self._by_re(self._fallbacks, name)
         hits.sort()
         return tuple(hits)
+
+    def filter(self, names: list[str], any_match: Callable[[str], bool]) -> list[str]:
+        """The names some pattern matches, in order; ``any_match`` answers one name."""
+        if self._lines is None:
+            return [name for name in names if any_match(name)]
+        joined, starts = [], []
+        offset = 0
+        for index, name in enumerate(names):
+            # Names that would break the one-name-per-line framing go one by one.
+            text = _encoded(name)
+            if text is not None and b"\n" not in text:
+                joined.append(text)
+                starts.append((offset, index))
+                offset += len(text) + 1
+        found = self._lines.match_starts(b"\n".join(joined))
+        in_batch = {index: offset in found for offset, index in starts}
+        return [
+            name
+            for index, name in enumerate(names)
+            if (in_batch[index] if index in in_batch else any_match(name))
+        ]
 
     def _any_by_re(self, indices: Iterable[int], name: str) -> bool:
         return any(self._regex(index).match(name) for index in indices)
