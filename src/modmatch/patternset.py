@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -235,24 +237,20 @@ class _Matcher:
 
     def filter(self, names: list[str], any_match: Callable[[str], bool]) -> list[str]:
         """The names some pattern matches, in order; ``any_match`` answers one name."""
-        if self._lines is None:
+        text = None
+        if self._lines is not None:
+            try:
+                joined = "\n".join(names)
+                text = joined.encode()
+            except (TypeError, UnicodeEncodeError):
+                pass  # a name that is not a str, or holds a lone surrogate
+        if text is None or text.count(b"\n") != len(names) - 1 or not names:
+            # No one-pass regex, or a name whose newline would break the framing.
             return [name for name in names if any_match(name)]
-        joined, starts = [], []
-        offset = 0
-        for index, name in enumerate(names):
-            # Names that would break the one-name-per-line framing go one by one.
-            text = _encoded(name)
-            if text is not None and b"\n" not in text:
-                joined.append(text)
-                starts.append((offset, index))
-                offset += len(text) + 1
-        found = self._lines.match_starts(b"\n".join(joined))
-        in_batch = {index: offset in found for offset, index in starts}
-        return [
-            name
-            for index, name in enumerate(names)
-            if (in_batch[index] if index in in_batch else any_match(name))
-        ]
+        lengths = map(len, names) if len(text) == len(joined) else (len(n.encode()) for n in names)
+        starts = list(itertools.accumulate((length + 1 for length in lengths), initial=0))
+        found = self._lines.match_starts(text)  # type: ignore[union-attr]
+        return [names[bisect.bisect_right(starts, offset) - 1] for offset in sorted(found)]
 
     def _any_by_re(self, indices: Iterable[int], name: str) -> bool:
         return any(self._regex(index).match(name) for index in indices)
