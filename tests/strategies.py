@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import warnings
+
 from hypothesis import strategies as st
+
+from modmatch import reference
 
 LAYERS = st.integers(0, 12).map(str)
 EXPERTS = st.integers(0, 20).map(str)
@@ -210,3 +215,14 @@ SOUP = (
     .map("".join)
     .filter(lambda p: p.count("*") <= 3)
 )
+
+
+def compiles(pattern: str) -> bool:
+    """Whether the seed's `re` accepts the pattern."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            re.compile(reference.seed_regex(pattern))
+        except (re.error, OverflowError, RecursionError):
+            return False
+    return True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import warnings
 from typing import Any
 
 import pytest
@@ -12,7 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from modmatch import ModuleMatcher, PatternError, PatternSet, Rule, reference, wildcard_match
-from strategies import NAMES, PATTERNS, SOUP
+from strategies import NAMES, PATTERNS, SOUP, compiles
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::FutureWarning"),
@@ -25,16 +24,6 @@ class MyLinear(nn.Linear):
 
 
 MODULES = {"linear": nn.Linear(1, 1), "linear subclass": MyLinear(1, 1), "relu": nn.ReLU()}
-
-
-def compiles(pattern: str) -> bool:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            re.compile(reference.seed_regex(pattern))
-        except (re.error, OverflowError, RecursionError):
-            return False
-    return True
 
 
 def outcome(call: Any) -> tuple[str, Any]:

@@ -6,7 +6,6 @@ run replays them first, as regression tests.
 
 from __future__ import annotations
 
-import re
 import warnings
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from modmatch import PatternError, PatternSet, reference
+from strategies import compiles
 
 CORPUS = DirectoryBasedExampleDatabase(str(Path(__file__).parent / "fuzz-corpus"))
 
@@ -35,13 +35,7 @@ def test_fuzz_bytes(data: bytes) -> None:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            re.compile(reference.seed_regex(pattern))
-        except (re.error, OverflowError, RecursionError):
-            valid = False
-        else:
-            valid = True
-        if not valid:
+        if not compiles(pattern):
             try:
                 PatternSet([pattern])
             except PatternError:

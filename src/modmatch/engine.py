@@ -35,6 +35,24 @@ def _options(max_mem: int) -> re2.Options:
     return options
 
 
+def _in_parts(
+    alternatives: Sequence[T],
+    join: Callable[[Sequence[T]], str],
+    compile_part: Callable[[str, bool], None],
+) -> None:
+    """``compile_part(join(alternatives), alone)``, on halves of them while RE2 raises."""
+    if not alternatives:
+        return
+    try:
+        compile_part(join(alternatives), len(alternatives) == 1)
+    except re2.error:
+        if len(alternatives) == 1:
+            raise
+        middle = len(alternatives) // 2
+        _in_parts(alternatives[:middle], join, compile_part)
+        _in_parts(alternatives[middle:], join, compile_part)
+
+
 class UnionEngine:
     """Whether any of many RE2 sources matches: their alternation as one regex, or a few parts."""
 
@@ -49,25 +67,23 @@ class UnionEngine:
 
     def add(self, alternatives: Sequence[T], join: Callable[[Sequence[T]], str]) -> None:
         """Add ``join(alternatives)`` as one regex, or halves of it while RE2 refuses the size."""
-        if not alternatives:
-            return
-        source = join(alternatives)
+        _in_parts(alternatives, join, self._add_part)
+
+    def _add_part(self, source: str, alone: bool) -> None:
         compiled = re2.Set.MatchSet(self._options)
         compiled.Add(_MATCH_EVERYTHING)
         try:
             compiled.Add(source)
             compiled.Compile()
         except re2.error:
-            if len(alternatives) > 1:
-                middle = len(alternatives) // 2
-                self.add(alternatives[:middle], join)
-                self.add(alternatives[middle:], join)
-                return
-            # One regex too large for a set's DFA: a regex object can still run it on RE2's
+            if not alone:
+                raise
+            # One pattern too large for a set's DFA: a regex object can still run it on RE2's
             # NFA. If RE2 refuses even that, the caller hears of it.
             self._regex(source)
-            compiled = None
-        self._parts.append((compiled, source))
+            self._parts.append((None, source))
+        else:
+            self._parts.append((compiled, source))
 
     def match(self, text: bytes) -> bool:
         """Whether some alternative matches ``text`` from its start."""
@@ -100,17 +116,12 @@ class LineEngine:
 
     def add(self, alternatives: Sequence[T], join: Callable[[Sequence[T]], str]) -> None:
         """Add ``join(alternatives)`` as one regex, or halves of it while RE2 refuses the size."""
-        if not alternatives:
-            return
-        try:
-            # A regex object, not a set: on a DFA out of memory it falls back to RE2's NFA.
-            self._parts.append(re2.compile(join(alternatives), self._options))
-        except re2.error:
-            if len(alternatives) == 1:
-                raise
-            middle = len(alternatives) // 2
-            self.add(alternatives[:middle], join)
-            self.add(alternatives[middle:], join)
+        # Regex objects, not sets: on a DFA out of memory they fall back to RE2's NFA.
+        _in_parts(
+            alternatives,
+            join,
+            lambda source, _: self._parts.append(re2.compile(source, self._options)),
+        )
 
     def match_starts(self, text: bytes) -> set[int]:
         """Byte offsets where a match starts; each source must match whole lines only."""
