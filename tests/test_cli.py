@@ -124,3 +124,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         assert result.stderr.startswith("modmatch: error: ") and message in result.stderr
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
         assert result.stdout == ""
+
+
+def test_a_reader_that_leaves_early_is_no_error() -> None:
+    command = f"{sys.executable} -m modmatch --model kimi-k2 --all-linear --json | head -c 10"
+    result = subprocess.run(command, shell=True, capture_output=True, text=True)
+    assert result.stdout == '{\n  "modul' and "Traceback" not in result.stderr

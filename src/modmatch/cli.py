@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -54,10 +55,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.simplefilter("ignore")  # unmatched patterns are part of the output
         counts = report(patterns, [name for name, _ in modules])
     explanations = [_explain(matcher, name, modules, linear, other) for name in args.explain or ()]
-    if args.json:
-        _write_json(sys.stdout, modules, selected, counts, explanations)
-    else:
-        _write_text(sys.stdout, args, modules, selected, counts, explanations, elapsed)
+    try:
+        if args.json:
+            _write_json(sys.stdout, modules, selected, counts, explanations)
+        else:
+            _write_text(sys.stdout, args, modules, selected, counts, explanations, elapsed)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader left (`modmatch ... | head`): stop quietly, as other commands do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 1 if args.strict and counts.unmatched else 0
 
 
