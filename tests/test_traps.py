@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from modmatch import PatternSet, reference, wildcard_match
+from strategies import compiles
 
+NEW_IN_311 = pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="atomic groups and possessive repeats are new in Python 3.11"
+)
 pytestmark = [
     pytest.mark.filterwarnings("ignore::FutureWarning"),
     pytest.mark.filterwarnings("ignore::modmatch.FallbackWarning"),
@@ -45,8 +51,8 @@ TRAPS = [
     ("(a)\\1", "aa", True),
     ("a(?=b)b", "ab", True),
     ("a(?!b)", "ab", False),
-    ("(?>a+)a", "aaa", False),
-    ("a++a", "aaa", False),
+    pytest.param("(?>a+)a", "aaa", False, marks=NEW_IN_311),
+    pytest.param("a++a", "aaa", False, marks=NEW_IN_311),
     # Repeat counts above RE2's 1000.
     ("a{1001}", "a" * 1001, True),
     ("(?:a{100}){100}", "a" * 10_000, True),
@@ -65,8 +71,9 @@ def test_trap(pattern: str, name: str, expected: bool) -> None:
 
 
 def test_all_traps_in_one_set() -> None:
-    patterns = sorted({pattern for pattern, _, _ in TRAPS})
+    cases = [case.values if hasattr(case, "values") else case for case in TRAPS]
+    patterns = sorted({pattern for pattern, _, _ in cases if compiles(pattern)})
     matcher = PatternSet(patterns)
-    for _, name, _ in TRAPS:
+    for _, name, _ in cases:
         expected = tuple(i for i, p in enumerate(patterns) if reference.wildcard_match(p, name))
         assert matcher.matches(name) == expected
