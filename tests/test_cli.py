@@ -112,6 +112,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         ("--names", str(tmp_path / "missing.txt")): "cannot read",
         ("--names", str(empty)): "no module names in",
         ("-t", "*.q_proj("): "invalid pattern '*.q_proj(' at index 0",
+        ("-t", "q_proj", "-x", "o_proj"): "cannot be combined",
         ("--hf-config", str(empty)): (
             "cannot build a model"
             if importlib.util.find_spec("transformers")

@@ -102,6 +102,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _matcher(args: argparse.Namespace) -> ModuleMatcher:
+    if args.target and args.exclude:
+        # The seed asserts on this combination at the first module it cannot decide otherwise.
+        raise InputError(
+            "--target and --exclude cannot be combined: excludes apply only without targets"
+        )
     options: dict[str, Any] = {"match_all_linear": args.all_linear, "is_causal_lm": args.causal_lm}
     if args.target:
         options["target_modules"] = args.target
