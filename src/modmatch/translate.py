@@ -30,7 +30,6 @@ __all__ = [
     "Sensitivity",
     "Translation",
     "Untranslatable",
-    "is_plain",
     "parse",
     "plain_union",
     "translate",
@@ -81,7 +80,7 @@ class Translation:
 
     source: str
     sensitivity: Sensitivity
-    plain: bool = False  # the pattern itself is plain (see is_plain)
+    plain: bool = False  # the pattern itself is plain (see translate_plain)
 
 
 def parse(regex: str) -> Any:
@@ -94,14 +93,10 @@ def parse(regex: str) -> Any:
 _PLAIN = re.compile(r"[A-Za-z0-9_.*]*")
 
 
-def is_plain(pattern: str) -> bool:
-    """Whether the pattern is made only of ASCII letters, digits, ``_``, ``.`` and ``*``."""
-    return _PLAIN.fullmatch(pattern) is not None
-
-
 def translate_plain(pattern: str) -> Translation | None:
-    """The translation of a plain pattern (see :func:`is_plain`), None for any other."""
-    if not is_plain(pattern):
+    """The translation of a pattern made only of ASCII letters, digits, ``_``, ``.`` and ``*``;
+    None for any other."""
+    if not _PLAIN.fullmatch(pattern):
         return None
     body = "".join(map(_plain_token, pattern))
     return Translation(r"\A" + body + _FINAL_END, Sensitivity.NONE, plain=True)
