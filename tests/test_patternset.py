@@ -70,7 +70,7 @@ def test_cache_is_bounded() -> None:
     matcher = PatternSet(["*.q_proj"], cache_size=8)
     for i in range(100):
         matcher.match(f"model.layers.{i}.q_proj")
-    assert matcher._any.cache_info().currsize == 8  # type: ignore[attr-defined]
+    assert 0 < len(matcher._any) <= 8
     assert matcher.match("model.layers.0.q_proj") is True  # evicted names are recomputed
 
 

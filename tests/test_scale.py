@@ -60,13 +60,10 @@ def test_cache_stays_at_its_bound_over_millions_of_names() -> None:
     bound = 10_000
     matcher = PatternSet(["*.experts.*.gate_proj", "*.q_proj"], cache_size=bound)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    count = 0
     for layer in range(10_000):
         for expert in range(1_000):
             matcher.match(f"model.layers.{layer}.mlp.experts.{expert}.gate_proj")
-            count += 1
-    info = matcher._any.cache_info()  # type: ignore[attr-defined]
-    assert info.misses == count and info.currsize == bound
+    assert 0 < len(matcher._any) <= bound
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     # 10,000 cached names of ~40 characters take a few MiB; a cache growing with the 10,000,000
     # names would take gigabytes.

@@ -126,9 +126,8 @@ class ModuleMatcher:
             assert not self.exclude_modules, (
                 "`exclude_modules` must be empty when `target_modules` is used."
             )
-            if self._targets.matches(name, full_name):  # type: ignore[attr-defined]
-                return True
-            return None
+            # None, not False, when no target matches: the seed falls off its end.
+            return self._targets.matches(name, full_name) or None  # type: ignore[attr-defined]
         return not self._excludes.matches(name, full_name) and isinstance(m, _linear())  # type: ignore[attr-defined]
 
     def explain(

@@ -8,7 +8,7 @@ import itertools
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import re2
 
@@ -26,6 +26,8 @@ from .translate import (
 )
 
 __all__ = ["DEFAULT_CACHE_SIZE", "PatternSet"]
+
+T = TypeVar("T")
 
 # Room for every name of the largest MoE models (Kimi-K2: 116,363) twice over.
 DEFAULT_CACHE_SIZE = 1 << 18
@@ -48,12 +50,10 @@ class PatternSet:
             if strict:
                 raise PatternError(self._patterns[index], index, message)
             warnings.warn(FallbackWarning(self._patterns[index], index, message), stacklevel=2)
-        # Two bounded caches, filled only by the methods that use them: most callers only ask
-        # whether anything matches, which needs no list of indices.
-        self._any: Callable[[str], bool] = functools.lru_cache(maxsize=cache_size)(matcher.any)
-        self._matches: Callable[[str], tuple[int, ...]] = functools.lru_cache(maxsize=cache_size)(
-            matcher.matches
-        )
+        # Two caches, filled only by the methods that use them: most callers only ask whether
+        # anything matches, which needs no list of indices.
+        self._any: dict[str, bool] = {}
+        self._matches: dict[str, tuple[int, ...]] = {}
 
     @property
     def patterns(self) -> tuple[str, ...]:
@@ -62,11 +62,26 @@ class PatternSet:
 
     def match(self, name: str) -> bool:
         """Whether any pattern matches ``name`` (the seed's ``wildcard_match`` for each)."""
-        return self._any(name)
+        found = self._any.get(name)
+        if found is None:
+            found = self._remember(self._any, name, self._matcher.any(name))
+        return found
 
     def matches(self, name: str) -> tuple[int, ...]:
         """Indices of every pattern matching ``name``, ascending."""
-        return self._matches(name)
+        found = self._matches.get(name)
+        if found is None:
+            found = self._remember(self._matches, name, self._matcher.matches(name))
+        return found
+
+    def _remember(self, cache: dict[str, T], name: str, answer: T) -> T:
+        # A plain dict, emptied when full: a hit costs one lookup (an LRU cache costs about as
+        # much as the RE2 call it saves on a miss), and a scan over more names than fit would
+        # evict every name under LRU as well. Each dict operation is atomic, so threads can share it.
+        cache[name] = answer
+        if len(cache) > self._cache_size:
+            cache.clear()
+        return answer
 
     def filter(self, names: Iterable[str]) -> list[str]:
         """The names some pattern matches, in input order.
@@ -74,7 +89,7 @@ class PatternSet:
         When every pattern is plain, the names go through RE2 together, in one pass over them
         joined by newlines; this path does not use the cache.
         """
-        return self._matcher.filter(list(names), self._any)
+        return self._matcher.filter(list(names), self.match)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PatternSet):
@@ -196,9 +211,12 @@ class _Matcher:
 
     def any(self, name: str) -> bool:
         """Whether some pattern matches ``name``."""
-        text = _encoded(name)
-        if text is None:  # a lone surrogate: RE2 takes only valid UTF-8
+        try:
+            text = str.encode(name)
+        except UnicodeEncodeError:  # a lone surrogate: RE2 takes only valid UTF-8
             return self._any_by_re(range(len(self._regexes)), name)
+        except TypeError:
+            raise _not_a_name(name) from None
         if self._exact.match(text):
             return True
         if self._sensitivity:
@@ -207,7 +225,7 @@ class _Matcher:
                     return True
             elif self._any_by_re(self._sensitivity, name):
                 return True
-        return self._any_by_re(self._fallbacks, name)
+        return bool(self._fallbacks) and self._any_by_re(self._fallbacks, name)
 
     def matches(self, name: str) -> tuple[int, ...]:
         """Indices of the patterns matching ``name``, ascending."""
@@ -281,9 +299,13 @@ def _union(alternatives: Sequence[tuple[bool, str]]) -> str:
     return "|".join(([plain_union(plain)] if plain else []) + sources)
 
 
+def _not_a_name(name: object) -> TypeError:
+    return TypeError(f"name must be a str, got {type(name).__name__}: {name!r}")
+
+
 def _encoded(name: str) -> bytes | None:
     if not isinstance(name, str):
-        raise TypeError(f"name must be a str, got {type(name).__name__}: {name!r}")
+        raise _not_a_name(name)
     try:
         return name.encode()
     except UnicodeEncodeError:
