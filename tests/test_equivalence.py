@@ -167,6 +167,59 @@ def test_module_matcher(
                 assert reference.wildcard_match(pattern, full) is True
 
 
+class _Model:
+    """Just ``named_modules()``: lets names no ``nn.Module`` tree could hold reach ``select``."""
+
+    def __init__(self, modules: list[tuple[str, nn.Module]]) -> None:
+        self._modules = modules
+
+    def named_modules(self) -> Any:
+        return iter(self._modules)
+
+
+@given(
+    targets=_PATTERN_FIELD.filter(bool),
+    excludes=_PATTERN_FIELD,
+    match_all_linear=st.sampled_from([False, True]),
+    is_causal_lm=st.booleans(),
+    modules=st.lists(st.tuples(NAMES, st.sampled_from(sorted(MODULES))), max_size=8),
+    use_targets=st.booleans(),
+)
+# The seed rebuilds ".q_proj" as "q_proj" (an empty prefix is dropped): "q*" matches it.
+@example(["q*"], None, False, False, [(".q_proj", "relu")], True)
+def test_select_decides_each_module_as_the_seeds_match(
+    targets: Any,
+    excludes: Any,
+    match_all_linear: bool,
+    is_causal_lm: bool,
+    modules: list[tuple[str, str]],
+    use_targets: bool,
+) -> None:
+    # One pass over all names must decide every module as the seed's match does, one by one.
+    kwargs: dict[str, Any] = {
+        "target_modules": targets if use_targets else [],
+        "exclude_modules": excludes,
+        "match_all_linear": match_all_linear,
+        "is_causal_lm": is_causal_lm,
+    }
+    theirs = outcome(lambda: reference.ModuleMatcher(**kwargs))
+    if theirs[0] == "raised":
+        return  # construction is compared in test_module_matcher
+    model = _Model([(name, MODULES[kind]) for name, kind in modules])
+
+    def seed_select() -> list[tuple[str, nn.Module]]:
+        selected = []
+        for full_name, module in model.named_modules():
+            prefix, _, name = full_name.rpartition(".")
+            if theirs[1].match(module, name, prefix):
+                selected.append((full_name, module))
+        return selected
+
+    expected = outcome(seed_select)
+    got = outcome(lambda: ModuleMatcher(**kwargs).select(model))
+    assert got[0] == expected[0] and got[1] == expected[1], (got, expected)
+
+
 PLAIN_PATTERNS = st.lists(
     st.sampled_from(["*", ".", "model", "layers", "q_proj", "1", "lm_head", "_"]), max_size=6
 ).map("".join)

@@ -6,8 +6,10 @@ imports torch on first use, so ``import modmatch`` stays light.
 
 from __future__ import annotations
 
+import copy
 import enum
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -118,7 +120,13 @@ class ModuleMatcher:
     def match(self, m: Any, name: str | None = None, prefix: str | None = None) -> bool | None:
         """True or False as the seed decides; None when there are targets and none matched."""
         full_name = f"{prefix}.{name}" if prefix else name
-        if self.is_causal_lm and "lm_head" in full_name:  # type: ignore[operator]
+        return self._decide(m, name, full_name, self._targets, self._excludes)  # type: ignore[attr-defined]
+
+    def _decide(
+        self, m: Any, name: Any, full_name: Any, targets: _Rule, excludes: _Rule
+    ) -> bool | None:
+        """The seed's rules, in its order."""
+        if self.is_causal_lm and "lm_head" in full_name:
             return False
         if self.match_all_linear and isinstance(m, _linear()):
             return True
@@ -127,8 +135,8 @@ class ModuleMatcher:
                 "`exclude_modules` must be empty when `target_modules` is used."
             )
             # None, not False, when no target matches: the seed falls off its end.
-            return self._targets.matches(name, full_name) or None  # type: ignore[attr-defined]
-        return not self._excludes.matches(name, full_name) and isinstance(m, _linear())  # type: ignore[attr-defined]
+            return targets.matches(name, full_name) or None
+        return not excludes.matches(name, full_name) and isinstance(m, _linear())
 
     def explain(
         self, name: str | None, prefix: str | None = None, module: Any = None
@@ -158,14 +166,22 @@ class ModuleMatcher:
         return Explanation(True, Rule.LINEAR_NOT_EXCLUDED)
 
     def select(self, model: Any) -> list[tuple[str, Any]]:
-        """The ``(name, module)`` pairs of ``model.named_modules()`` that match, in that order."""
-        match = self.match
-        selected = []
-        for full_name, module in model.named_modules():
-            prefix, _, name = full_name.rpartition(".")
-            if match(module, name, prefix):
-                selected.append((full_name, module))
-        return selected
+        """The ``(name, module)`` pairs of ``model.named_modules()`` that match, in that order.
+
+        Each module is decided as ``match(module, name, prefix)`` decides it, with the patterns
+        run over all the model's names in one pass.
+        """
+        modules = list(model.named_modules())
+        split = [full_name.rpartition(".") for full_name, _ in modules]
+        keys = [f"{prefix}.{name}" if prefix else name for prefix, _, name in split]
+        targets = self._targets.answering(keys)  # type: ignore[attr-defined]
+        excludes = self._excludes.answering(keys)  # type: ignore[attr-defined]
+        decide = self._decide
+        return [
+            pair
+            for pair, (_, _, name), key in zip(modules, split, keys, strict=True)
+            if decide(pair[1], name, key, targets, excludes)
+        ]
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
@@ -205,12 +221,23 @@ class Explanation:
 class _Rule:
     """One list of the seed's patterns: equal to a module's short name, or matching its full name."""
 
-    __slots__ = ("_names", "_patterns", "_set")
+    __slots__ = ("_matches_full_name", "_names", "_patterns", "_set")
 
     def __init__(self, patterns: list[str] | tuple[str, ...] | None) -> None:
         self._patterns = patterns
         self._set = PatternSet(patterns) if patterns else None
         self._names = frozenset(patterns) if patterns else frozenset()
+        self._matches_full_name: Callable[[str], bool] | None = (
+            None if self._set is None else self._set.match
+        )
+
+    def answering(self, full_names: list[str]) -> _Rule:
+        """This rule, with its patterns run over ``full_names`` at once: one pass, not one each."""
+        if self._set is None:
+            return self
+        answering = copy.copy(self)
+        answering._matches_full_name = frozenset(self._set.filter(full_names)).__contains__
+        return answering
 
     def matches(self, name: Any, full_name: Any) -> bool:
         # The seed compares `name == pattern` one pattern at a time; a frozenset answers the
@@ -221,7 +248,11 @@ class _Rule:
         elif name in self._patterns:  # type: ignore[operator]
             return True
         # The seed's wildcard_match answers None (no match) for a None full name.
-        return self._set is not None and full_name is not None and self._set.match(full_name)
+        return (
+            self._matches_full_name is not None
+            and full_name is not None
+            and self._matches_full_name(full_name)
+        )
 
     def first(self, name: Any, full_name: Any) -> str | None:
         """The first pattern, in list order, equal to ``name`` or matching ``full_name``."""
