@@ -64,7 +64,7 @@ PATTERN_SETS: dict[str, tuple[str, ...]] = {
 
 CASES = [
     Case("megatron-gpt", "seed defaults", PATTERN_SETS["seed defaults"]),
-    *(Case("kimi-k2", name, patterns) for name, patterns in PATTERN_SETS.items()),
+    *(Case("kimi-k2", name, patterns) for name, patterns in list(PATTERN_SETS.items())[1:]),
 ]
 
 
