@@ -120,13 +120,7 @@ class ModuleMatcher:
     def match(self, m: Any, name: str | None = None, prefix: str | None = None) -> bool | None:
         """True or False as the seed decides; None when there are targets and none matched."""
         full_name = f"{prefix}.{name}" if prefix else name
-        return self._decide(m, name, full_name, self._targets, self._excludes)  # type: ignore[attr-defined]
-
-    def _decide(
-        self, m: Any, name: Any, full_name: Any, targets: _Rule, excludes: _Rule
-    ) -> bool | None:
-        """The seed's rules, in its order."""
-        if self.is_causal_lm and "lm_head" in full_name:
+        if self.is_causal_lm and "lm_head" in full_name:  # type: ignore[operator]
             return False
         if self.match_all_linear and isinstance(m, _linear()):
             return True
@@ -135,8 +129,8 @@ class ModuleMatcher:
                 "`exclude_modules` must be empty when `target_modules` is used."
             )
             # None, not False, when no target matches: the seed falls off its end.
-            return targets.matches(name, full_name) or None
-        return not excludes.matches(name, full_name) and isinstance(m, _linear())
+            return self._targets.matches(name, full_name) or None  # type: ignore[attr-defined]
+        return not self._excludes.matches(name, full_name) and isinstance(m, _linear())  # type: ignore[attr-defined]
 
     def explain(
         self, name: str | None, prefix: str | None = None, module: Any = None
@@ -173,15 +167,25 @@ class ModuleMatcher:
         """
         modules = list(model.named_modules())
         split = [full_name.rpartition(".") for full_name, _ in modules]
+        # The seed's full names, rebuilt from the parts as match rebuilds them.
         keys = [f"{prefix}.{name}" if prefix else name for prefix, _, name in split]
-        targets = self._targets.answering(keys)  # type: ignore[attr-defined]
-        excludes = self._excludes.answering(keys)  # type: ignore[attr-defined]
-        decide = self._decide
+        match = self._answering(keys).match
         return [
             pair
-            for pair, (_, _, name), key in zip(modules, split, keys, strict=True)
-            if decide(pair[1], name, key, targets, excludes)
+            for pair, (prefix, _, name) in zip(modules, split, strict=True)
+            if match(pair[1], name, prefix)
         ]
+
+    def _answering(self, full_names: list[str]) -> ModuleMatcher:
+        """A copy of this matcher whose patterns answer ``full_names`` from one pass over them."""
+        # Not copy.copy: __reduce__ rebuilds, and so recompiles, the patterns.
+        answering = object.__new__(type(self))
+        answering.__dict__.update(
+            self.__dict__,
+            _targets=self._targets.answering(full_names),  # type: ignore[attr-defined]
+            _excludes=self._excludes.answering(full_names),  # type: ignore[attr-defined]
+        )
+        return answering
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import bisect
+import contextlib
 import functools
-import itertools
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -257,18 +256,20 @@ class _Matcher:
         """The names some pattern matches, in order; ``any_match`` answers one name."""
         text = None
         if self._lines is not None:
-            try:
-                joined = "\n".join(names)
-                text = joined.encode()
-            except (TypeError, UnicodeEncodeError):
-                pass  # a name that is not a str, or holds a lone surrogate
+            # Not for a name that is not a str, or that holds a lone surrogate.
+            with contextlib.suppress(TypeError, UnicodeEncodeError):
+                text = "\n".join(names).encode()
         if text is None or text.count(b"\n") != len(names) - 1 or not names:
             # No one-pass regex, or a name whose newline would break the framing.
             return [name for name in names if any_match(name)]
-        lengths = map(len, names) if len(text) == len(joined) else (len(n.encode()) for n in names)
-        starts = list(itertools.accumulate((length + 1 for length in lengths), initial=0))
-        found = self._lines.match_starts(text)  # type: ignore[union-attr]
-        return [names[bisect.bisect_right(starts, offset) - 1] for offset in sorted(found)]
+        selected = []
+        line = previous = 0
+        for offset in sorted(self._lines.match_starts(text)):  # type: ignore[union-attr]
+            # Newlines counted between matches only: no per-name work in Python.
+            line += text.count(b"\n", previous, offset)
+            previous = offset
+            selected.append(names[line])
+        return selected
 
     def _any_by_re(self, indices: Iterable[int], name: str) -> bool:
         return any(self._regex(index).match(name) for index in indices)
