@@ -73,11 +73,14 @@ def test_odd_names_answer_as_the_reference(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "type_name"), [(3, "int"), (b"q_proj", "bytes"), (None, "NoneType")]
+    ("name", "type_name"),
+    [(3, "int"), (b"q_proj", "bytes"), (None, "NoneType"), (["q_proj"], "list")],
 )
 def test_names_that_are_not_str_fail_naming_value(name: Any, type_name: str) -> None:
     with pytest.raises(TypeError, match=f"name must be a str, got {type_name}"):
         PatternSet(["*"]).match(name)
+    with pytest.raises(TypeError, match=f"name must be a str, got {type_name}"):
+        PatternSet(["*"]).matches(name)
     with pytest.raises(TypeError, match=f"name must be a str, got {type_name}"):
         PatternSet(["*"]).filter(["a", name])
     with pytest.raises(TypeError):  # the reference fails too, in `re`

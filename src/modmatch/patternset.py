@@ -61,14 +61,20 @@ class PatternSet:
 
     def match(self, name: str) -> bool:
         """Whether any pattern matches ``name`` (the seed's ``wildcard_match`` for each)."""
-        found = self._any.get(name)
+        try:
+            found = self._any.get(name)
+        except TypeError:  # unhashable
+            raise _not_a_name(name) from None
         if found is None:
             found = self._remember(self._any, name, self._matcher.any(name))
         return found
 
     def matches(self, name: str) -> tuple[int, ...]:
         """Indices of every pattern matching ``name``, ascending."""
-        found = self._matches.get(name)
+        try:
+            found = self._matches.get(name)
+        except TypeError:  # unhashable
+            raise _not_a_name(name) from None
         if found is None:
             found = self._remember(self._matches, name, self._matcher.matches(name))
         return found
@@ -76,7 +82,7 @@ class PatternSet:
     def _remember(self, cache: dict[str, T], name: str, answer: T) -> T:
         # A plain dict, emptied when full: a hit costs one lookup (an LRU cache costs about as
         # much as the RE2 call it saves on a miss), and a scan over more names than fit would
-        # evict every name under LRU as well. Each dict operation is atomic, so threads can share it.
+        # evict every name under LRU as well. Each dict operation is atomic: threads can share it.
         cache[name] = answer
         if len(cache) > self._cache_size:
             cache.clear()
