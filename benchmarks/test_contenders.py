@@ -15,7 +15,7 @@ from torch import nn
 from contenders import CONTENDERS, REFERENCE, Contender, module_matcher, seed_module_matcher
 from modmatch import ModuleMatcher, reference
 from timing import timed
-from workloads import CASES, PATTERN_SETS, Case, meta_model, names
+from workloads import CASES, PATTERN_SETS, Case, meta_model, modules, names
 
 
 @functools.cache
@@ -59,6 +59,11 @@ WHOLE_PATTERNS = list(PATTERN_SETS["64 per-expert"])
 @functools.cache
 def model() -> nn.Module:
     return meta_model(WHOLE_MODEL)
+
+
+def test_the_meta_model_has_the_shapes_modules() -> None:
+    built = [(name, isinstance(module, nn.Linear)) for name, module in model().named_modules()]
+    assert built == list(modules(WHOLE_MODEL))
 
 
 def walk(model: nn.Module) -> list[str]:
