@@ -124,8 +124,10 @@ def markdown(machine: dict[str, Any], per_name: dict[tuple[str, str], dict[int, 
         lines.append("")
     compile_times = per_name["compile", "PatternSet(patterns)"]
     lines.append(
-        "Compile time: "
-        + ", ".join(f"{count:,} patterns {s:.3g} s" for count, s in sorted(compile_times.items()))
+        "Compile time, `PatternSet(patterns)`: "
+        + ", ".join(
+            f"{count:,} patterns {s * 1e3:.3g} ms" for count, s in sorted(compile_times.items())
+        )
         + "."
     )
     model = next(case for case, _ in per_name if case.endswith(" model"))
