@@ -234,10 +234,11 @@ class _Matcher:
 
     def matches(self, name: str) -> tuple[int, ...]:
         """Indices of the patterns matching ``name``, ascending."""
-        if not self.any(name):
+        if not self.any(name):  # also refuses a name that is not a str
             return ()
-        text = _encoded(name)
-        if text is None:
+        try:
+            text = str.encode(name)
+        except UnicodeEncodeError:  # a lone surrogate, as in any
             return tuple(self._by_re(range(len(self._regexes)), name))
         if self._sets is None:
             # Built on first use: most callers only ask whether anything matches.
@@ -308,15 +309,6 @@ def _union(alternatives: Sequence[tuple[bool, str]]) -> str:
 
 def _not_a_name(name: object) -> TypeError:
     return TypeError(f"name must be a str, got {type(name).__name__}: {name!r}")
-
-
-def _encoded(name: str) -> bytes | None:
-    if not isinstance(name, str):
-        raise _not_a_name(name)
-    try:
-        return name.encode()
-    except UnicodeEncodeError:
-        return None
 
 
 def _re2_accepts(source: str, max_mem: int) -> bool:
