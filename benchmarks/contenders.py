@@ -65,10 +65,13 @@ def _split(names: list[str]) -> list[tuple[str, str, str]]:
     return [(full, *full.rpartition(".")[::2]) for full in names]
 
 
-def seed_module_matcher(patterns: Sequence[str], names: list[str]) -> Runner:
-    matcher = reference.ModuleMatcher(target_modules=list(patterns))
+def _per_module(matcher: reference.ModuleMatcher | ModuleMatcher, names: list[str]) -> Runner:
     split = _split(names)
     return lambda: [full for full, prefix, name in split if matcher.match(MODULE, name, prefix)]
+
+
+def seed_module_matcher(patterns: Sequence[str], names: list[str]) -> Runner:
+    return _per_module(reference.ModuleMatcher(target_modules=list(patterns)), names)
 
 
 def seed_wildcard_match(patterns: Sequence[str], names: list[str]) -> Runner:
@@ -155,9 +158,7 @@ def hyperscan_all_names(patterns: Sequence[str], names: list[str]) -> Runner:
 
 
 def module_matcher(patterns: Sequence[str], names: list[str]) -> Runner:
-    matcher = ModuleMatcher(target_modules=list(patterns))
-    split = _split(names)
-    return lambda: [full for full, prefix, name in split if matcher.match(MODULE, name, prefix)]
+    return _per_module(ModuleMatcher(target_modules=list(patterns)), names)
 
 
 def patternset_match(patterns: Sequence[str], names: list[str]) -> Runner:
