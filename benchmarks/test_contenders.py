@@ -90,8 +90,8 @@ def modmatch_select(model: nn.Module) -> list[str]:
     ids=["named_modules() walk (floor)", "seed match per module", "modmatch select"],
 )
 def test_whole_model(benchmark: Any, select: Any) -> None:
-    if select is not walk:
-        assert select(model()) == modmatch_select(model()) == seed_select(model())
+    if select is modmatch_select:
+        assert select(model()) == seed_select(model())  # the seed is the reference
     timed(
         benchmark,
         f"whole model: {WHOLE_MODEL}",
