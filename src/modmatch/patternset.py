@@ -13,7 +13,7 @@ import re2
 
 from .engine import DEFAULT_MAX_MEM, LineEngine, SetEngine, UnionEngine
 from .errors import FallbackWarning, PatternError
-from .reference import seed_regex
+from .reference.seed import seed_regex
 from .translate import (
     Sensitivity,
     Translation,
