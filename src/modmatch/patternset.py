@@ -13,7 +13,7 @@ import re2
 
 from .engine import DEFAULT_MAX_MEM, LineEngine, SetEngine, UnionEngine
 from .errors import FallbackWarning, PatternError
-from .reference.seed import seed_regex
+from .syntax import SEED, Syntax
 from .translate import (
     Sensitivity,
     Translation,
@@ -33,17 +33,27 @@ DEFAULT_CACHE_SIZE = 1 << 18
 
 
 class PatternSet:
-    """Seed-exact wildcard patterns compiled together; immutable, hashable and picklable."""
+    """Patterns compiled together; immutable, hashable and picklable.
 
-    __slots__ = ("_any", "_cache_size", "_matcher", "_matches", "_patterns")
+    Each pattern answers exactly as its ``syntax`` says its framework runs it: by default the
+    seed's wildcards (``wildcard_match``); see :mod:`modmatch.syntax` for the others.
+    """
+
+    __slots__ = ("_any", "_cache_size", "_matcher", "_matches", "_patterns", "_syntax")
 
     def __init__(
-        self, patterns: Iterable[str], *, cache_size: int = DEFAULT_CACHE_SIZE, strict: bool = False
+        self,
+        patterns: Iterable[str],
+        *,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        strict: bool = False,
+        syntax: Syntax = SEED,
     ) -> None:
         """Compile ``patterns``; with ``strict``, refuse those only Python's ``re`` can run."""
         self._patterns = _checked_patterns(patterns)
         self._cache_size = _checked_cache_size(cache_size)
-        self._matcher = matcher = _Matcher(self._patterns)
+        self._syntax = syntax
+        self._matcher = matcher = _Matcher(self._patterns, syntax)
         for index, reason in matcher.fallback_reasons.items():
             message = f"only Python's re can run it ({reason}), and re may backtrack"
             if strict:
@@ -99,21 +109,25 @@ class PatternSet:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PatternSet):
             return NotImplemented
-        return (self._patterns, self._cache_size) == (other._patterns, other._cache_size)
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((PatternSet, self._patterns, self._cache_size))
+        return hash((PatternSet, *self._key()))
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self._patterns, self._cache_size, self._syntax)
 
     def __repr__(self) -> str:
-        return f"PatternSet({list(self._patterns)!r}, cache_size={self._cache_size})"
+        syntax = "" if self._syntax is SEED else f", syntax={self._syntax!r}"
+        return f"PatternSet({list(self._patterns)!r}, cache_size={self._cache_size}{syntax})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         # RE2 objects do not pickle: rebuild from the patterns.
-        return (_restore, (self._patterns, self._cache_size))
+        return (_restore, self._key())
 
 
-def _restore(patterns: tuple[str, ...], cache_size: int) -> PatternSet:
-    return PatternSet(patterns, cache_size=cache_size)
+def _restore(patterns: tuple[str, ...], cache_size: int, syntax: Syntax = SEED) -> PatternSet:
+    return PatternSet(patterns, cache_size=cache_size, syntax=syntax)
 
 
 def _checked_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
@@ -140,18 +154,18 @@ def _checked_cache_size(cache_size: int) -> int:
     return cache_size
 
 
-def _translation(index: int, pattern: str) -> Translation | str:
+def _translation(index: int, pattern: str, syntax: Syntax) -> Translation | str:
     """The pattern's RE2 translation, or why only ``re`` can run it; PatternError if invalid."""
-    plain = translate_plain(pattern)
+    plain = translate_plain(pattern) if syntax.seed_plain else None
     if plain is not None:
         return plain
-    regex = seed_regex(pattern)
+    regex = syntax.regex(pattern)
     try:
         tree = parse(regex)
     except _REGEX_ERRORS as error:
         raise _invalid(pattern, index, error) from error
     try:
-        return translate(tree)
+        return translate(tree, fullmatch=syntax.fullmatch)
     except Untranslatable as error:
         reason = str(error)
     except RecursionError:
@@ -176,13 +190,16 @@ def _invalid(pattern: str, index: int, error: Exception) -> PatternError:
 class _Matcher:
     """Answers one name: RE2 for what it can answer exactly, ``re`` for the rest."""
 
-    def __init__(self, patterns: Sequence[str], max_mem: int = DEFAULT_MAX_MEM) -> None:
+    def __init__(
+        self, patterns: Sequence[str], syntax: Syntax = SEED, max_mem: int = DEFAULT_MAX_MEM
+    ) -> None:
         self._max_mem = max_mem
-        self._regexes = [seed_regex(pattern) for pattern in patterns]
+        self._fullmatch = syntax.fullmatch
+        self._regexes = [syntax.regex(pattern) for pattern in patterns]
         self.fallback_reasons: dict[int, str] = {}
         self._translations: dict[int, Translation] = {}
         for index, pattern in enumerate(patterns):
-            translation = _translation(index, pattern)
+            translation = _translation(index, pattern, syntax)
             if isinstance(translation, str):
                 self.fallback_reasons[index] = translation
             elif not translation.plain and not _re2_accepts(translation.source, max_mem):
@@ -211,7 +228,7 @@ class _Matcher:
         if patterns and all(t.plain for t in self._translations.values()) and not self._fallbacks:
             self._lines = LineEngine(max_mem)
             self._lines.add(patterns, functools.partial(plain_union, per_line=True))
-        self._compiled: dict[int, re.Pattern[str]] = {}
+        self._compiled: dict[int, Callable[[str], re.Match[str] | None]] = {}
         self._sensitive: dict[Sensitivity, frozenset[int]] = {}
 
     def any(self, name: str) -> bool:
@@ -279,16 +296,18 @@ class _Matcher:
         return selected
 
     def _any_by_re(self, indices: Iterable[int], name: str) -> bool:
-        return any(self._regex(index).match(name) for index in indices)
+        return any(self._run(index)(name) for index in indices)
 
     def _by_re(self, indices: Iterable[int], name: str) -> list[int]:
-        return [index for index in indices if self._regex(index).match(name)]
+        return [index for index in indices if self._run(index)(name)]
 
-    def _regex(self, index: int) -> re.Pattern[str]:
-        compiled = self._compiled.get(index)
-        if compiled is None:
-            compiled = self._compiled[index] = re.compile(self._regexes[index])
-        return compiled
+    def _run(self, index: int) -> Callable[[str], re.Match[str] | None]:
+        """The pattern on Python's ``re``, run as its framework runs it."""
+        run = self._compiled.get(index)
+        if run is None:
+            compiled = re.compile(self._regexes[index])
+            run = self._compiled[index] = compiled.fullmatch if self._fullmatch else compiled.match
+        return run
 
     def _sensitive_to(self, features: Sensitivity) -> frozenset[int]:
         """Translated patterns whose RE2 answer may be wrong on names with ``features``."""

@@ -158,10 +158,16 @@ def _chain(node: dict[str | None, Any]) -> tuple[list[str], dict[str | None, Any
     return tokens, node
 
 
-def translate(tree: Any) -> Translation:
-    """RE2 syntax for a parse tree from :func:`parse`, or raise :class:`Untranslatable`."""
+def translate(tree: Any, *, fullmatch: bool = False) -> Translation:
+    """RE2 syntax for a parse tree from :func:`parse`, or raise :class:`Untranslatable`.
+
+    The result matches where Python's ``re.match`` does, or with ``fullmatch`` where
+    ``re.fullmatch`` does (the whole name, so a final ``$`` no longer absorbs a ``"\\n"``).
+    """
     writer = _Writer()
-    source = writer.sequence(tree, tree.state.flags, final=True)
+    source = writer.sequence(tree, tree.state.flags, final=not fullmatch)
+    if fullmatch:
+        source = r"\A(?:" + source + r")\z"
     return Translation(source, writer.sensitivity)
 
 

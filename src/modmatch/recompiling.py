@@ -1,0 +1,50 @@
+"""Compiled patterns for the frameworks' matchers, which are plain mutable dataclasses.
+
+Their users change ``target_modules`` after construction (Megatron-Bridge recipes do), by
+assignment or in place, so the compiled form is checked against the list at each call and
+rebuilt when it differs. The check is one identity test and, for a mutable list, one C-level
+comparison that short-circuits on identical elements.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+__all__ = ["Recompiling"]
+
+T = TypeVar("T")
+
+_IMMUTABLE = (str, tuple, frozenset, type(None))
+_UNSET = object()
+
+
+class Recompiling(Generic[T]):
+    """``build(value)`` for the latest ``value`` seen; rebuilt when the value is replaced or
+    changed in place."""
+
+    __slots__ = ("_build", "_built", "_copy", "_seen")
+
+    def __init__(self, build: Callable[[Any], T]) -> None:
+        self._build = build
+        self._seen: Any = _UNSET
+        self._copy: Any = _UNSET
+        self._built: T | None = None
+
+    def get(self, value: Any) -> T:
+        """What ``build(value)`` returns, built again only if ``value`` changed since."""
+        if value is not self._seen or (
+            not isinstance(value, _IMMUTABLE) and bool(value != self._copy)
+        ):
+            # Built first: a value that fails to build leaves the previous state untouched.
+            built = self._build(value)
+            self._seen, self._copy, self._built = value, copy.copy(value), built
+        return self._built  # type: ignore[return-value]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Compiled engines do not pickle; the copy compiles again on first use.
+        return (Recompiling, (self._build,))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Recompiling[T]:
+        return Recompiling(self._build)

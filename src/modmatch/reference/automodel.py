@@ -1,0 +1,90 @@
+"""NeMo Automodel 0.7.0's rules on plain Python ``re``: the oracle for :mod:`modmatch.automodel`.
+
+Restated from the behaviour of ``nemo_automodel/components/_peft/module_matcher.py`` (PyPI
+``nemo-automodel==0.7.0``): ``*`` and ``.*`` are wildcards, but a ``.*`` after a whole dotted
+segment or a numeric index means "that segment's children, or nothing".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ModuleMatcher", "automodel_regex", "wildcard_match"]
+
+_WILDCARD = re.compile(r"(\.?\*)")
+_NUMERIC_INDEX = re.compile(r"\.\d+$")
+
+
+def automodel_regex(pattern: str) -> str:
+    """The regex Automodel 0.7.0 compiles for ``pattern`` and runs with ``re.match``."""
+    parts = _WILDCARD.split(pattern)
+    regex = ""
+    for i, part in enumerate(parts):
+        if i % 2 == 0:
+            regex += part
+            continue
+        before = parts[i - 1]
+        whole_segment = before.startswith(".") or (i == 1 and before != "")
+        if part == ".*" and (whole_segment or _NUMERIC_INDEX.search(before)):
+            regex += r"(\..*)?"
+        else:
+            regex += "(.*)"
+    return "^" + regex + "$"
+
+
+def wildcard_match(pattern: str, key: str | None) -> bool:
+    """Whether ``pattern`` matches ``key``; False for a None key."""
+    if key is None:
+        return False
+    return re.match(automodel_regex(pattern), key) is not None
+
+
+def is_linear(module: Any) -> bool:
+    """nn.Linear, or Transformer Engine's Linear when it imports."""
+    from torch import nn
+
+    try:
+        import transformer_engine.pytorch as te
+    except ImportError:
+        return isinstance(module, nn.Linear)
+    return isinstance(module, (nn.Linear, te.Linear))
+
+
+@dataclass
+class ModuleMatcher:
+    """Automodel 0.7.0's matcher: targets, or excludes, or every Linear; never two of them."""
+
+    target_modules: list[str] = field(default_factory=list)
+    exclude_modules: list[str] = field(default_factory=list)
+    match_all_linear: bool = field(default=False)
+    is_causal_lm: bool = field(default=False)  # accepted, never read
+
+    def __post_init__(self) -> None:
+        if self.target_modules is None:
+            self.target_modules = []
+        if self.exclude_modules is None:
+            self.exclude_modules = []
+        if isinstance(self.target_modules, str):
+            self.target_modules = [self.target_modules]
+        if isinstance(self.exclude_modules, str):
+            self.exclude_modules = [self.exclude_modules]
+        if self.match_all_linear is False and not self.target_modules and not self.exclude_modules:
+            self.target_modules = ["*_proj"]
+        if self.target_modules and self.exclude_modules:
+            raise ValueError("targets and excludes together")
+        if self.match_all_linear and (self.target_modules or self.exclude_modules):
+            raise ValueError("match_all_linear with targets or excludes")
+
+    def match(self, m: Any, name: str | None = None, prefix: str | None = None) -> bool:
+        full_name = f"{prefix}.{name}" if prefix else name
+        if self.match_all_linear and is_linear(m):
+            return True
+        if self.target_modules:
+            return any(name == p or wildcard_match(p, full_name) for p in self.target_modules)
+        return (
+            name not in self.exclude_modules
+            and not any(wildcard_match(p, full_name) for p in self.exclude_modules)
+            and is_linear(m)
+        )
