@@ -1,0 +1,325 @@
+"""A drop-in for Megatron-Bridge's ``ModuleMatcher`` and ``wildcard_match``, on modmatch's engine.
+
+Answers, errors, warnings and bookkeeping are Megatron-Bridge's; the patterns are compiled once per
+list (and again whenever the list changes). The linear classes the no-targets mode accepts are the
+module-level names ``ColumnParallelLinear``, ``RowParallelLinear``, ``TEColumnParallelLinear``,
+``TELayerNormColumnParallelLinear``, ``TERowParallelLinear`` and the ``HAVE_TE_*`` flags: imported
+from megatron on first use when it is installed, inert otherwise, and read at match time, so a
+test may replace them. Neither torch nor megatron is imported by ``import``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import PatternError
+from .matcher import wildcard_match as _engine_wildcard_match
+from .patternset import PatternSet
+from .reference.seed import wildcard_match as _re_wildcard_match
+
+__all__ = ["ModuleMatcher", "wildcard_match"]
+
+logger = logging.getLogger(__name__)
+
+
+def wildcard_match(pattern: str, key: str | None) -> bool | None:
+    """Megatron-Bridge's ``wildcard_match``: ``*`` is ``(.*)`` in an anchored regex; None for no key."""
+    if key is None:
+        return None
+    if type(pattern) is str and type(key) is str:
+        try:
+            return _engine_wildcard_match(pattern, key)
+        except PatternError:
+            pass  # plain re below raises the very re.error Megatron-Bridge raises
+    return _re_wildcard_match(pattern, key)
+
+
+# --- The linear classes, resolved lazily into this module's namespace -------------------------
+
+_TP = "megatron.core.tensor_parallel"
+_TE = "megatron.core.extensions.transformer_engine"
+# Each lazy name: the module and class it comes from; a HAVE_* flag says whether that import worked.
+_SOURCES: dict[str, tuple[str, str]] = {
+    "ColumnParallelLinear": (_TP, "ColumnParallelLinear"),
+    "RowParallelLinear": (_TP, "RowParallelLinear"),
+    "TEColumnParallelLinear": (_TE, "TEColumnParallelLinear"),
+    "HAVE_TE_COL_LINEAR": (_TE, "TEColumnParallelLinear"),
+    "TELayerNormColumnParallelLinear": (_TE, "TELayerNormColumnParallelLinear"),
+    "HAVE_TE_LN_COL_LINEAR": (_TE, "TELayerNormColumnParallelLinear"),
+    "TERowParallelLinear": (_TE, "TERowParallelLinear"),
+    "HAVE_TE_ROW_LINEAR": (_TE, "TERowParallelLinear"),
+}
+_HAVE_TE_FLAGS = ("HAVE_TE_COL_LINEAR", "HAVE_TE_LN_COL_LINEAR", "HAVE_TE_ROW_LINEAR")
+_imported: dict[tuple[str, str], tuple[Any, bool]] = {}
+_nn_linear: type | None = None
+
+
+class _Unavailable:
+    """Stands in for a linear class that is not installed: nothing is an instance of it."""
+
+
+def _import(module: str, symbol: str) -> tuple[Any, bool]:
+    """``(class, True)``, or the inert placeholder and False; each import is tried once."""
+    found = _imported.get((module, symbol))
+    if found is None:
+        try:
+            found = (getattr(importlib.import_module(module), symbol), True)
+        except (ImportError, AttributeError):
+            found = (_Unavailable, False)
+        _imported[module, symbol] = found
+    return found
+
+
+def _lazy(name: str) -> Any:
+    """This module's ``name``: what is set there (a monkeypatch, say) wins over the import."""
+    namespace = globals()
+    if name in namespace:
+        return namespace[name]
+    if name == "HAVE_TE":
+        value: Any = all(_lazy(flag) for flag in _HAVE_TE_FLAGS)
+    else:
+        module, symbol = _SOURCES[name]
+        value = _import(module, symbol)[1 if name.startswith("HAVE_") else 0]
+    namespace[name] = value
+    return value
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SOURCES or name == "HAVE_TE":
+        return _lazy(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _linear_types() -> tuple[type, ...]:
+    """The classes the no-targets mode accepts, read now, in Megatron-Bridge's order."""
+    global _nn_linear
+    if _nn_linear is None:
+        from torch import nn
+
+        _nn_linear = nn.Linear
+    types = [_lazy("ColumnParallelLinear"), _lazy("RowParallelLinear"), _nn_linear]
+    if _lazy("HAVE_TE_COL_LINEAR"):
+        types.append(_lazy("TEColumnParallelLinear"))
+    if _lazy("HAVE_TE_LN_COL_LINEAR"):
+        types.append(_lazy("TELayerNormColumnParallelLinear"))
+    if _lazy("HAVE_TE_ROW_LINEAR"):
+        types.append(_lazy("TERowParallelLinear"))
+    return tuple(types)
+
+
+# --- Compiled pattern lists ---------------------------------------------------------------------
+
+
+class _Compiled:
+    """One pattern list, compiled for Megatron-Bridge's first-match loop."""
+
+    __slots__ = ("_by_name", "_set", "exact", "source")
+
+    def __init__(self, source: Any, patterns: tuple[Any, ...]) -> None:
+        self.source = source  # the copy later calls compare the live value with
+        self._set: PatternSet | None = None
+        self._by_name: dict[str, int] = {}
+        # Only str patterns that all compile go to RE2; anything else takes upstream's own loop,
+        # which raises what upstream raises, where upstream raises it.
+        self.exact = all(type(pattern) is str for pattern in patterns)
+        if self.exact and patterns:
+            for index, pattern in enumerate(patterns):
+                self._by_name.setdefault(pattern, index)
+            try:
+                self._set = PatternSet(patterns)
+            except PatternError:
+                self.exact = False
+
+    def first(self, name: str | None, full_name: str | None) -> int | None:
+        """Index of the first pattern equal to ``name`` or matching ``full_name``."""
+        found = self._by_name.get(name)  # type: ignore[arg-type]
+        if found == 0 or full_name is None or self._set is None:
+            return found
+        if self._set.match(full_name):
+            hit = self._set.matches(full_name)[0]
+            if found is None or hit < found:
+                return hit
+        return found
+
+    def any(self, full_name: str | None) -> bool:
+        """Whether some pattern matches ``full_name`` (never for None)."""
+        return full_name is not None and self._set is not None and self._set.match(full_name)
+
+
+_MAPPING, _TARGETS, _EXCLUDES = range(3)
+
+
+class _Cache:
+    """A matcher's compiled lists; a copy or an unpickled matcher starts afresh."""
+
+    __slots__ = ("owner", "slots")
+
+    def __init__(self, owner: int) -> None:
+        self.owner = owner
+        self.slots: list[_Compiled | None] = [None, None, None]
+
+    def __reduce__(self) -> tuple[type[_Cache], tuple[int]]:
+        return (_Cache, (0,))
+
+
+def _default_targets() -> list[str]:
+    return ["linear_qkv", "linear_proj", "linear_fc1", "linear_fc2"]
+
+
+def _default_mapping() -> defaultdict[str, set[Any]]:
+    return defaultdict(set)
+
+
+def _default_pattern_to_alias() -> defaultdict[str, set[str]]:
+    return defaultdict(set)
+
+
+@dataclass
+class ModuleMatcher:
+    """Megatron-Bridge's ``ModuleMatcher`` (a mutable dataclass base of its ``LoRA``), compiled.
+
+    ``match`` returns ``(pattern, full_name)`` for the first pattern of ``canonical_mapping``, else
+    of ``target_modules``, equal to the short name or matching ``prefix.name``; with neither, each
+    linear module no ``exclude_modules`` entry names. Fields may change at any time.
+    """
+
+    target_modules: list[str] = field(default_factory=_default_targets)
+    exclude_modules: list[str] = field(default_factory=list)
+    canonical_mapping: dict[str, set[Any]] = field(default_factory=_default_mapping)
+    # Which user entries (aliases) each pattern stands for, and what each alias matched.
+    _pattern_to_alias: dict[str, set[str]] = field(
+        default_factory=_default_pattern_to_alias, init=False, repr=False
+    )
+    _alias_to_pattern: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    _alias_matches: dict[str, set[str]] = field(
+        default_factory=_default_pattern_to_alias, init=False, repr=False
+    )
+
+    def match(
+        self, m: Any, name: str | None = None, prefix: str | None = None
+    ) -> tuple[str, str] | None:
+        """``(pattern, full_name)`` for the pattern that claims module ``m``, else None."""
+        full_name = f"{prefix}.{name}" if prefix else name
+        if len(self.canonical_mapping or []) > 0:
+            assert len(self.exclude_modules) == 0, (
+                "exclude_modules should be empty when using canonical_mapping"
+            )
+            return self._claim(_MAPPING, self.canonical_mapping, name, full_name)
+        if len(self.target_modules or []) > 0:
+            assert len(self.exclude_modules) == 0, (
+                "exclude_modules should be empty when using target_modules"
+            )
+            return self._claim(_TARGETS, self.target_modules, name, full_name)
+        types = _linear_types()
+        excludes = self.exclude_modules
+        if (
+            name not in excludes
+            and not self._excluded(excludes, full_name)
+            and isinstance(m, types)
+        ):
+            self._record_match(name, full_name)  # type: ignore[arg-type]
+            return (name, full_name)  # type: ignore[return-value]
+        return None
+
+    def select(self, model: Any) -> list[tuple[str, Any, str | None]]:
+        """``(name, module, pattern)`` for each module of ``model.named_modules()`` that matches.
+
+        Each module is asked about as Megatron-Bridge's walk asks: ``match(module, short_name,
+        parent_path)``, the root with no name. ``pattern`` is ``match``'s first item (in the
+        no-targets mode the short name; None for the root). Matches are recorded, as by the walk.
+        """
+        selected: list[tuple[str, Any, str | None]] = []
+        for full_name, module in model.named_modules():
+            if full_name:
+                prefix, _, name = full_name.rpartition(".")
+                found = self.match(module, name, prefix)
+            else:
+                found = self.match(module)
+            if found is not None:
+                selected.append((full_name, module, found[0]))
+        return selected
+
+    def register_target_alias(self, alias: str, pattern: str) -> None:
+        """Count matches of ``pattern`` for the user's entry ``alias`` (for ``LoRA``, the same)."""
+        if alias is None or pattern is None:
+            return
+        previous = self._alias_to_pattern.get(alias)
+        if previous:  # Megatron-Bridge tests truthiness: an empty previous pattern keeps the alias
+            self._pattern_to_alias[previous].discard(alias)
+        self._alias_to_pattern[alias] = pattern
+        self._pattern_to_alias[pattern].add(alias)
+        self._alias_matches.setdefault(alias, set())
+
+    def _init_target_match_state(self) -> None:
+        """Rebuild the alias bookkeeping from the current ``target_modules``, each its own alias."""
+        self._pattern_to_alias.clear()
+        self._alias_to_pattern.clear()
+        self._alias_matches.clear()
+        for target in self.target_modules or []:
+            self.register_target_alias(target, target)
+
+    def _record_match(self, pattern: str, full_name: str | None) -> None:
+        """Add ``full_name`` (the alias itself if the name is empty) to each alias of ``pattern``."""
+        for alias in self._pattern_to_alias.get(pattern, ()):
+            self._alias_matches.setdefault(alias, set()).add(full_name or alias)
+
+    def _reset_target_match_state(self) -> None:
+        """Forget what each alias matched, keeping the aliases."""
+        for alias in self._alias_matches:
+            self._alias_matches[alias].clear()
+
+    def _validate_target_matches(self) -> None:
+        """Warn, naming them sorted, about registered aliases that matched no module."""
+        if not self._alias_to_pattern:
+            return
+        unmatched = sorted(alias for alias, found in self._alias_matches.items() if len(found) == 0)
+        if unmatched:
+            logger.warning(
+                "No modules matched the requested target_modules entries: %s", ", ".join(unmatched)
+            )
+
+    def _claim(self, slot: int, value: Any, name: Any, full_name: Any) -> tuple[str, str] | None:
+        """Upstream's loop: the first pattern of ``value`` equal to ``name`` or matching ``full_name``."""
+        compiled, patterns = self._compiled(slot, value)
+        if compiled.exact and (name is None or type(name) is str):
+            index = compiled.first(name, full_name)
+            if index is None:
+                return None
+            pattern = patterns[index]
+        else:
+            for pattern in patterns:
+                if name == pattern or _re_wildcard_match(pattern, full_name):
+                    break
+            else:
+                return None
+        self._record_match(pattern, full_name)
+        return (pattern, full_name)
+
+    def _excluded(self, excludes: Any, full_name: Any) -> bool:
+        """Whether some pattern of ``excludes`` matches ``full_name``, as upstream's ``any``."""
+        compiled, patterns = self._compiled(_EXCLUDES, excludes)
+        if compiled.exact and (full_name is None or type(full_name) is str):
+            return compiled.any(full_name)
+        return any(_re_wildcard_match(pattern, full_name) for pattern in patterns)
+
+    def _compiled(self, slot: int, value: Any) -> tuple[_Compiled, Sequence[Any]]:
+        """``value`` compiled, recompiled if it changed since; and the sequence it iterates as."""
+        cache: _Cache | None = getattr(self, "_modmatch_cache", None)
+        if cache is None or cache.owner != id(self):
+            cache = _Cache(id(self))
+            self._modmatch_cache = cache
+        compiled = cache.slots[slot]
+        if type(value) is list:
+            # List equality stops at the first differing element and skips identical ones.
+            if compiled is None or value != compiled.source:
+                compiled = cache.slots[slot] = _Compiled(value.copy(), tuple(value))
+            return compiled, value
+        patterns = tuple(value)  # a str iterates by character, a mapping by key
+        if compiled is None or patterns != compiled.source:
+            compiled = cache.slots[slot] = _Compiled(patterns, patterns)
+        return compiled, patterns
