@@ -233,3 +233,83 @@ def compiles(pattern: str) -> bool:
         except (re.error, OverflowError, RecursionError):
             return False
     return True
+
+
+# Framework rule sets: names with the indices their traps turn on (leading zeros, a number that
+# starts another, an expert index after the layer index, no index at all).
+_INDEX = st.sampled_from(["0", "1", "3", "10", "01", "003", "12"])
+_SEGMENT = st.one_of(
+    st.sampled_from(
+        ["model", "layers", "layer", "blocks", "mlp", "experts", "fc", "fc1", "a", "b", "q_proj"]
+    ),
+    _INDEX,
+)
+DOTTED = st.lists(_SEGMENT, min_size=1, max_size=7).map(".".join)
+FRAMEWORK_NAMES = st.one_of(DOTTED, NAMES, _mutated(DOTTED))
+
+# Automodel 0.7 reads `*` and `.*` by what precedes them: whole segments, numeric indices and
+# name fragments, with regex characters between.
+_AUTOMODEL_TOKEN = st.one_of(
+    _SEGMENT,
+    st.sampled_from(
+        ["*", ".*", "*.", ".", "..", "*.*", r"\.", "[0-3]", r"\d+", "(", ")", "|", "$"]
+    ),
+)
+_STARRED_SEGMENTS = st.lists(st.one_of(_SEGMENT, st.just("*")), min_size=1, max_size=5)
+AUTOMODEL_PATTERNS = st.one_of(
+    _STARRED_SEGMENTS.map(".".join).filter(tame),
+    # A star glued to a fragment, a final `.*`: `*layers.1.*`, `*mlp.fc.*`.
+    _STARRED_SEGMENTS.map(lambda parts: "*" + ".".join(parts) + ".*").filter(tame),
+    st.lists(_AUTOMODEL_TOKEN, min_size=1, max_size=7).map("".join).filter(tame),
+    PATTERNS,
+)
+
+# PEFT's regexes run under re.fullmatch, written as PEFT users write them.
+_PEFT_REGEX_TOKEN = st.one_of(
+    _SEGMENT,
+    st.sampled_from(
+        [".*", r"\.", ".", ".*?", r"\d+", "[0-3]", "(q|k)_proj", "(?:mlp|self_attn)", "$", "^", "|"]
+    ),
+)
+
+
+def regex_compiles(pattern: str) -> bool:
+    """Whether Python's `re` accepts the pattern as written."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            re.compile(pattern)
+        except (re.error, OverflowError, RecursionError):
+            return False
+    return True
+
+
+PEFT_REGEXES = st.one_of(
+    st.lists(_PEFT_REGEX_TOKEN, min_size=1, max_size=7).map("".join),
+    PATTERNS.map(lambda p: p.replace("*", ".*")),
+).filter(lambda p: tame(p) and regex_compiles(p))
+# List entries are literals: segments, dotted tails, full names, regex characters, "".
+PEFT_ENTRIES = st.one_of(
+    _SEGMENT, DOTTED, st.sampled_from(["", ".", "*", ".*q_proj", "mlp.fc", "layers.1", "a.b"])
+)
+
+
+@st.composite
+def near_names(draw: st.DrawFn, pattern: str) -> str:
+    """A name close to what ``pattern`` reads as: each star filled, a digit perhaps appended."""
+    fills = st.sampled_from(["", "x", "0", ".", "model", "model.", ".mlp", "1.mlp", "a.b"])
+    name = "".join(
+        part + (draw(fills) if i < pattern.count("*") else "")
+        for i, part in enumerate(pattern.split("*"))
+    )
+    if draw(st.booleans()):
+        digits = [i for i, char in enumerate(name) if char.isdigit()]
+        if digits:
+            at = draw(st.sampled_from(digits)) + 1
+            name = name[:at] + draw(st.sampled_from(["0", "1", ".x"])) + name[at:]
+    return name
+
+
+AUTOMODEL_PAIRS = AUTOMODEL_PATTERNS.flatmap(
+    lambda p: st.tuples(st.just(p), st.one_of(near_names(p), FRAMEWORK_NAMES))
+)

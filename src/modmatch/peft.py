@@ -84,8 +84,6 @@ class PeftMatcher:
                 self._to_save = PatternSet(list(modules_to_save), syntax=MODULES_TO_SAVE)
         # PEFT answers False for every key when only parameters are targeted.
         self._unset_targets = target_modules is None and target_parameters is not None
-        if target_modules is None and not self._unset_targets:
-            raise TypeError("target_modules is None and there are no target_parameters")
         self._targets = None if target_modules is None else _compiled_rule(target_modules)
         layers: Any = layers_to_transform
         using_layers = layers is not None and (
@@ -131,7 +129,10 @@ class PeftMatcher:
             return _EXCLUDED
         targets = self._targets
         if targets is None:
-            return False
+            if self._unset_targets:
+                return False
+            # PEFT fails here too, testing `key in None`.
+            raise TypeError("target_modules is None and target_parameters is None")
         if isinstance(targets, PatternSet):
             return targets.match(key) or None  # PEFT: a Match, or None
         if targets.equals(key):

@@ -1,0 +1,211 @@
+"""modmatch.peft answers as PEFT 0.21.2: against its plain-re reference (Hypothesis) and
+against the real peft package (its own check_target_module_exists and get_peft_model)."""
+
+from __future__ import annotations
+
+import random
+import re
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from modmatch import peft
+from modmatch.reference import peft as reference
+from modmatch.shapes import SHAPES
+from oracles import oracle
+from strategies import DOTTED, FRAMEWORK_NAMES, PEFT_ENTRIES, PEFT_REGEXES
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+_LAYERS = st.one_of(
+    st.none(),
+    st.integers(0, 12),
+    st.lists(st.integers(0, 12), max_size=3),
+    st.just(()),
+)
+_LAYERS_PATTERN = st.one_of(
+    st.none(),
+    st.sampled_from(["", "layers", "layer", "blocks", "experts", "model.layers", "layers|blocks"]),
+    st.lists(st.sampled_from(["layers", "blocks", "experts", "h"]), max_size=2),
+)
+_ENTRIES = st.lists(PEFT_ENTRIES, max_size=4)
+CONFIGS = st.builds(
+    SimpleNamespace,
+    target_modules=st.one_of(PEFT_REGEXES, _ENTRIES, _ENTRIES.map(set), st.none()),
+    exclude_modules=st.one_of(st.none(), PEFT_REGEXES, _ENTRIES),
+    modules_to_save=st.one_of(st.none(), st.lists(st.sampled_from(["lm_head", "mlp", "1"]))),
+    layers_to_transform=_LAYERS,
+    layers_pattern=_LAYERS_PATTERN,
+    target_parameters=st.one_of(st.none(), st.just(["weight"])),
+)
+KEYS = st.one_of(DOTTED, FRAMEWORK_NAMES)
+# The first index after the layers pattern decides, not a later one.
+_TWO_INDICES = SimpleNamespace(
+    target_modules=["fc"],
+    exclude_modules=None,
+    modules_to_save=None,
+    layers_to_transform=[1],
+    layers_pattern="layers",
+    target_parameters=None,
+)
+
+
+def outcome(call: Any) -> tuple[str, Any]:
+    try:
+        return ("returned", call())
+    except Exception as error:
+        return ("raised", type(error))
+
+
+def same_answer(ours: Any, theirs: Any) -> bool:
+    """Truthy exactly together; excluded together; the same falsy value otherwise."""
+    if bool(ours) != bool(theirs):
+        return False
+    excluded = type(theirs).__name__ in ("Excluded", "_ExcludedModule")
+    if isinstance(ours, peft.Excluded) != excluded:
+        return False
+    return bool(ours) or excluded or ours is theirs
+
+
+@given(CONFIGS, st.lists(KEYS, max_size=6))
+@example(_TWO_INDICES, ["model.layers.1.mlp.layers.3.fc", "layers.3.layers.1.fc"])
+@example(
+    SimpleNamespace(
+        target_modules=["baz"],
+        exclude_modules=None,
+        modules_to_save=None,
+        layers_to_transform=[1],
+        layers_pattern=["bar"],
+        target_parameters=None,
+    ),
+    ["bar.1.baz", "foo.bar.1.baz", "bar.01.baz", "bar.1.x.baz"],
+)
+def test_check_target_module_exists(config: SimpleNamespace, keys: list[str]) -> None:
+    matcher = outcome(lambda: peft.PeftMatcher.from_config(config))
+    for key in keys:
+        theirs = outcome(lambda key=key: reference.check_target_module_exists(config, key))
+        if matcher[0] == "raised":
+            assert theirs[0] == "raised"
+            continue
+        ours = outcome(lambda key=key: matcher[1].match(key))
+        assert ours[0] == theirs[0], (key, ours, theirs)
+        if ours[0] == "returned":
+            assert same_answer(ours[1], theirs[1]), (key, ours, theirs)
+            assert same_answer(peft.check_target_module_exists(config, key), theirs[1])
+
+
+def test_a_replaced_field_is_seen() -> None:
+    config = SimpleNamespace(target_modules=["q_proj"], target_parameters=None)
+    assert peft.check_target_module_exists(config, "m.q_proj") is True
+    config.target_modules = ["k_proj"]
+    assert peft.check_target_module_exists(config, "m.q_proj") is False
+    config.target_modules.append("q_proj")  # in place, with a new size
+    assert peft.check_target_module_exists(config, "m.q_proj") is True
+
+
+def test_invalid_regex_raises_like_peft() -> None:
+    matcher = outcome(lambda: peft.PeftMatcher(".*q_proj("))
+    with pytest.raises(re.error) as theirs:
+        re.fullmatch(".*q_proj(", "a")
+    assert matcher[0] == "raised" and matcher[1] is type(theirs.value)
+
+
+# The real package, installed by the test extra.
+def peft_utils() -> Any:
+    return oracle("peft.tuners.tuners_utils")
+
+
+@given(CONFIGS, st.lists(KEYS, max_size=6))
+@example(_TWO_INDICES, ["model.layers.1.mlp.layers.3.fc", "layers.3.layers.1.fc"])
+def test_check_target_module_exists_as_peft(config: SimpleNamespace, keys: list[str]) -> None:
+    real = peft_utils().check_target_module_exists
+    for key in keys:
+        theirs = outcome(lambda key=key: real(config, key))
+        ours = outcome(lambda key=key: peft.check_target_module_exists(config, key))
+        if theirs[0] == "raised":
+            assert ours[0] == "raised"
+            continue
+        assert ours[0] == "returned" and same_answer(ours[1], theirs[1]), (key, ours, theirs)
+
+
+def _names(shape: str, count: int) -> list[str]:
+    names = [name for name, _ in SHAPES[shape].modules() if name]
+    return random.Random(shape).sample(names, count) + names[:300]
+
+
+LORA_CONFIGS = [
+    {"target_modules": ["q_proj", "gate_proj"]},
+    {"target_modules": r".*\.layers\.[0-9]\.self_attn\.q_b_proj"},
+    {"target_modules": ["gate_proj", "up_proj"], "layers_to_transform": [3, 4]},
+    {"target_modules": ["gate_proj"], "layers_to_transform": 5, "layers_pattern": "layers"},
+    {"target_modules": ["down_proj"], "layers_to_transform": [1, 7], "layers_pattern": ["experts"]},
+    {"target_modules": ["q_a_proj", "model.layers.3.self_attn.q_a_proj"], "layers_to_transform": 0},
+    {"target_modules": ["mlp"], "exclude_modules": ["model.layers.3.mlp"]},
+    {"target_modules": ["q_proj"], "modules_to_save": ["self_attn"]},
+    {"target_modules": r".*proj", "exclude_modules": r".*experts.*"},
+    {"target_modules": ["experts.1.down_proj", "layers.1.mlp.gate_proj", ""]},
+    {"target_modules": None, "target_parameters": ["gate_up_proj"]},
+]
+
+
+@pytest.mark.parametrize("shape", ["deepseek-v3", "qwen3-235b-a22b"])
+@pytest.mark.parametrize("config", LORA_CONFIGS, ids=str)
+def test_lora_configs_on_model_names_as_peft(shape: str, config: dict[str, Any]) -> None:
+    lora = oracle("peft").LoraConfig(**config)
+    real = peft_utils().check_target_module_exists
+    matcher = peft.PeftMatcher.from_config(lora)
+    for key in _names(shape, 2_000):
+        assert same_answer(matcher.match(key), real(lora, key)), key
+
+
+def _tiny_llama() -> Any:
+    transformers = oracle("transformers")
+    import torch
+
+    config = transformers.LlamaConfig(
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        vocab_size=32,
+    )
+    with torch.device("meta"):
+        return transformers.AutoModelForCausalLM.from_config(config)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"target_modules": ["q_proj", "v_proj"]},
+        {"target_modules": "all-linear"},
+        {"target_modules": "ALL-LINEAR", "exclude_modules": ["o_proj"]},
+        {"target_modules": ["up_proj"], "layers_to_transform": [0, 2]},
+        {"target_modules": r".*\.(0|2)\.mlp\..*_proj"},
+        {"target_modules": [], "target_parameters": ["mlp.down_proj.weight"]},
+        {"target_modules": ["k_proj"], "target_parameters": ["o_proj.weight"]},
+    ],
+    ids=str,
+)
+def test_select_is_what_get_peft_model_adapts(config: dict[str, Any]) -> None:
+    real = oracle("peft")
+    model = _tiny_llama()
+    matcher = peft.PeftMatcher.from_config(real.LoraConfig(**config))
+    expected_modules, expected_parameters = matcher.select(model), matcher.select_parameters(model)
+    adapted = real.get_peft_model(model, real.LoraConfig(**config))
+    prefix = "base_model.model."
+    wrapped = [
+        name.removeprefix(prefix)
+        for name, module in adapted.named_modules()
+        if hasattr(module, "lora_A") and not hasattr(module, "parameter_name")
+    ]
+    assert expected_modules == wrapped
+    if config.get("target_parameters"):
+        assert sorted(expected_parameters) == sorted(
+            f"{name.removeprefix(prefix)}.{module.parameter_name}"
+            for name, module in adapted.named_modules()
+            if hasattr(module, "parameter_name") and hasattr(module, "lora_A")
+        )
