@@ -50,6 +50,9 @@ def test_json_output_is_the_reference_selection() -> None:
         "mixtral-8x22b", target_modules=[], exclude_modules=["*.w2", "nothing_here"]
     )
     assert document == {
+        "rules": "seed",
+        "call": "split",
+        "defaults": None,
         "modules": 2_863,
         "selected": len(expected),
         "patterns": [
@@ -130,4 +133,4 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
 def test_a_reader_that_leaves_early_is_no_error() -> None:
     command = f"{sys.executable} -m modmatch --model kimi-k2 --all-linear --json | head -c 10"
     result = subprocess.run(command, shell=True, capture_output=True, text=True)
-    assert result.stdout == '{\n  "modul' and "Traceback" not in result.stderr
+    assert result.stdout == '{\n  "rules' and "Traceback" not in result.stderr

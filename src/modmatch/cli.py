@@ -1,30 +1,39 @@
-"""The ``modmatch`` command: preview what a pattern list selects on a model, and why."""
+"""The ``modmatch`` command: preview what a pattern list selects on a model, and why, under
+the rules of the seed, NeMo Automodel 0.7, Megatron-Bridge or PEFT 0.21."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import PatternError
 from .fold import fold
-from .matcher import ModuleMatcher
 from .report import Report, report
+from .rulesets import CALLS, RULES, InputError, Model, Options, RuleSet, rule_set
 from .shapes import SHAPES
 
 __all__ = ["main"]
 
 DEFAULT_MODEL = "deepseek-v3"
 _PROGRESS_EVERY = 10_000
-
-
-class InputError(Exception):
-    """Input the command cannot use; its message is the one-line error shown."""
+# The fields of PEFT's adapter_config.json that decide what it adapts.
+_PEFT_FIELDS = {
+    "target_modules": "targets",
+    "exclude_modules": "excludes",
+    "layers_to_transform": "layers_to_transform",
+    "layers_pattern": "layers_pattern",
+    "target_parameters": "target_parameters",
+    "modules_to_save": "modules_to_save",
+    "task_type": "task_type",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,34 +41,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     pattern, 2 bad input)."""
     args = _parser().parse_args(argv)
     try:
-        modules = _load(args)
-        matcher = _matcher(args)
-    except (InputError, PatternError, TypeError, ValueError) as error:
-        print(f"modmatch: error: {error}", file=sys.stderr)
+        rules = rule_set(*_options(args))
+        model = _load(args)
+        with warnings.catch_warnings():
+            # torch warns on import when NumPy is absent, which the command never needs.
+            warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+            import torch  # noqa: F401  (imported here, not inside the timed selection)
+        start = time.perf_counter()
+        selected = rules.selected(model)
+        elapsed = time.perf_counter() - start
+    except (InputError, PatternError, re.error, TypeError, ValueError) as error:
+        print(f"modmatch: error: {_one_line(error)}", file=sys.stderr)
         return 2
     with warnings.catch_warnings():
-        # torch warns on import when NumPy is absent, which the command never needs.
-        warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
-        from torch import nn
-
-    linear, other = nn.Linear(1, 1, device="meta"), nn.Identity()
-    start = time.perf_counter()
-    selected = []
-    for name, is_linear in modules:
-        prefix, _, short = name.rpartition(".")
-        if matcher.match(linear if is_linear else other, short, prefix):
-            selected.append(name)
-    elapsed = time.perf_counter() - start
-    patterns = matcher.target_modules or matcher.exclude_modules or []
-    with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unmatched patterns are part of the output
-        counts = report(patterns, [name for name, _ in modules])
-    explanations = [_explain(matcher, name, modules, linear, other) for name in args.explain or ()]
+        counts = report(rules.patterns, rules.asked(model), selects=rules.selects())
+    hints = _full_name_hints(rules, counts, model)
+    explanations = [_explain(rules, name, model) for name in args.explain or ()]
     try:
         if args.json:
-            _write_json(sys.stdout, modules, selected, counts, explanations)
+            _write_json(sys.stdout, rules, model, selected, counts, hints, explanations)
         else:
-            _write_text(sys.stdout, args, modules, selected, counts, explanations, elapsed)
+            _write_text(sys.stdout, args, rules, model, selected, counts, hints, explanations)
+            print(
+                f"selected {len(selected):,} of {len(model.modules):,} modules in "
+                f"{elapsed * 1e3:.0f} ms",
+                file=sys.stdout,
+            )
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader left (`modmatch ... | head`): stop quietly, as other commands do.
@@ -67,11 +75,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if args.strict and counts.unmatched else 0
 
 
+def _one_line(error: Exception) -> str:
+    if isinstance(error, re.error) and not isinstance(error, PatternError):
+        return f"invalid pattern: {error} in the regex {error.pattern!r}"
+    return str(error)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modmatch",
-        description="Preview which modules LoRA/PEFT target patterns select, with the exact "
-        "semantics of NeMo Automodel's ModuleMatcher.",
+        description="Preview which modules LoRA/PEFT target patterns select on a model, with the "
+        "exact rules of the seed (NeMo Automodel's matcher of July 2025), NeMo Automodel 0.7, "
+        "Megatron-Bridge or Hugging Face PEFT 0.21.",
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
@@ -89,10 +104,33 @@ def _parser() -> argparse.ArgumentParser:
         metavar="CONFIG_JSON",
         help="a Hugging Face config.json, built on the meta device (needs transformers)",
     )
+    parser.add_argument(
+        "--rules",
+        choices=RULES,
+        help="whose rules read the patterns (default: seed; peft with --peft-config)",
+    )
+    parser.add_argument(
+        "--call",
+        choices=CALLS,
+        help="what the framework passes to its matcher: the short name and the parent's path "
+        "(split), or the whole name (full-name); default: as the framework does",
+    )
     parser.add_argument("-t", "--target", action="append", help="target pattern (repeatable)")
     parser.add_argument("-x", "--exclude", action="append", help="exclude pattern (repeatable)")
     parser.add_argument("--all-linear", action="store_true", help="match every nn.Linear")
-    parser.add_argument("--causal-lm", action="store_true", help="never match lm_head")
+    parser.add_argument("--causal-lm", action="store_true", help="never match lm_head (seed)")
+    peft = parser.add_argument_group("PEFT (--rules peft)")
+    peft.add_argument(
+        "--peft-config", metavar="PATH", help="PEFT's adapter_config.json, or its folder"
+    )
+    peft.add_argument("--target-regex", metavar="REGEX", help="target_modules as one regex")
+    peft.add_argument("--exclude-regex", metavar="REGEX", help="exclude_modules as one regex")
+    peft.add_argument(
+        "--layers-to-transform", metavar="N", action="append", type=int, help="repeatable"
+    )
+    peft.add_argument("--layers-pattern", metavar="NAME", action="append", help="repeatable")
+    peft.add_argument("--target-parameters", metavar="NAME", action="append", help="repeatable")
+    peft.add_argument("--modules-to-save", metavar="NAME", action="append", help="repeatable")
     parser.add_argument(
         "--explain", metavar="NAME", action="append", help="why NAME matched or not"
     )
@@ -101,32 +139,72 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _matcher(args: argparse.Namespace) -> ModuleMatcher:
-    if args.target and args.exclude:
-        # The seed asserts on this combination at the first module it cannot decide otherwise.
-        raise InputError(
-            "--target and --exclude cannot be combined: excludes apply only without targets"
+def _options(args: argparse.Namespace) -> tuple[str, Options]:
+    """The rule set's name and what it is asked for, from the flags or a PEFT config file."""
+    flags: dict[str, Any] = {
+        "targets": args.target,
+        "excludes": args.exclude,
+        "target_regex": args.target_regex,
+        "exclude_regex": args.exclude_regex,
+        "layers_to_transform": args.layers_to_transform,
+        "layers_pattern": args.layers_pattern,
+        "target_parameters": args.target_parameters,
+        "modules_to_save": args.modules_to_save,
+    }
+    if args.peft_config is None:
+        return args.rules or "seed", Options(
+            all_linear=args.all_linear, causal_lm=args.causal_lm, call=args.call, **flags
         )
-    options: dict[str, Any] = {"match_all_linear": args.all_linear, "is_causal_lm": args.causal_lm}
-    if args.target:
-        options["target_modules"] = args.target
-    elif args.exclude or args.all_linear:
-        options["target_modules"] = []
-    if args.exclude:
-        options["exclude_modules"] = args.exclude
-    return ModuleMatcher(**options)
+    if args.rules not in (None, "peft"):
+        raise InputError(
+            f"--peft-config is PEFT's config: it cannot be read by --rules {args.rules}"
+        )
+    given = [name for name, value in flags.items() if value is not None]
+    if given or args.all_linear:
+        raise InputError("--peft-config already sets the targets: drop the pattern flags")
+    return "peft", Options(
+        call=args.call, causal_lm=args.causal_lm, **_read_peft_config(args.peft_config)
+    )
 
 
-def _load(args: argparse.Namespace) -> list[tuple[str, bool]]:
-    """(name, is Linear) for every module of the chosen model."""
+def _read_peft_config(path: str) -> dict[str, Any]:
+    file = Path(path)
+    if file.is_dir():
+        file = file / "adapter_config.json"
+    try:
+        settings = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InputError(f"cannot read {file}: {error.strerror}") from error
+    except ValueError as error:
+        raise InputError(f"{file} is not JSON: {error}") from error
+    if not isinstance(settings, dict):
+        raise InputError(f"{file} is not a PEFT config: expected a JSON object")
+    options: dict[str, Any] = {}
+    for field, option in _PEFT_FIELDS.items():
+        value = settings.get(field)
+        if field == "target_modules" and isinstance(value, str):
+            if value.lower() == "all-linear":
+                options["all_linear"] = True
+            else:
+                options["target_regex"] = value
+        elif field == "exclude_modules" and isinstance(value, str):
+            options["exclude_regex"] = value
+        elif value is not None:
+            options[option] = value
+    return options
+
+
+def _load(args: argparse.Namespace) -> Model:
+    """The chosen model's modules: (name, is Linear) each, and its output layer."""
     if args.names:
         modules = list(_progress(_read_names(args.names), "reading names"))
         if not modules:
             raise InputError(f"no module names in {args.names}")
-        return modules
+        return Model(modules)
     if args.hf_config:
-        return list(_progress(_hf_modules(args.hf_config), "building the model"))
-    return list(_progress(SHAPES[args.model or DEFAULT_MODEL].modules(), "building the model"))
+        return _hf_model(args.hf_config)
+    shape = SHAPES[args.model or DEFAULT_MODEL]
+    return Model(list(_progress(shape.modules(), "building the model")))
 
 
 def _read_names(path: str) -> Iterator[tuple[str, bool]]:
@@ -144,7 +222,7 @@ def _read_names(path: str) -> Iterator[tuple[str, bool]]:
         raise InputError(f"cannot read {path}: {error}") from error
 
 
-def _hf_modules(path: str) -> Iterator[tuple[str, bool]]:
+def _hf_model(path: str) -> Model:
     try:
         import transformers
     except ImportError as error:
@@ -159,11 +237,20 @@ def _hf_modules(path: str) -> Iterator[tuple[str, bool]]:
             model = transformers.AutoModelForCausalLM.from_config(config)
     except (OSError, ValueError, KeyError) as error:
         raise InputError(f"cannot build a model from {path}: {error}") from error
-    for name, module in model.named_modules():
-        yield name, isinstance(module, torch.nn.Linear)
+    named = list(_progress(model.named_modules(), "building the model"))
+    output = model.get_output_embeddings()
+    return Model(
+        [(name, isinstance(module, torch.nn.Linear)) for name, module in named],
+        next((name for name, module in named if module is output), None),
+        [
+            f"{name}.{parameter}"
+            for name, module in named
+            for parameter, _ in module.named_parameters(recurse=False)
+        ],
+    )
 
 
-def _progress(items: Iterable[tuple[str, bool]], label: str) -> Iterator[tuple[str, bool]]:
+def _progress(items: Iterable[Any], label: str) -> Iterator[Any]:
     """Pass items through, counting them on stderr when it is a terminal."""
     show = sys.stderr.isatty()
     count = 0
@@ -175,71 +262,111 @@ def _progress(items: Iterable[tuple[str, bool]], label: str) -> Iterator[tuple[s
         print(f"\r{label}: {count:,} modules", file=sys.stderr)
 
 
-def _explain(
-    matcher: ModuleMatcher, name: str, modules: list[tuple[str, bool]], linear: Any, other: Any
-) -> dict[str, Any]:
-    is_linear = dict(modules).get(name)
-    prefix, _, short = name.rpartition(".")
-    explanation = matcher.explain(short, prefix, linear if is_linear else other)
+def _full_name_hints(rules: RuleSet, counts: Report, model: Model) -> dict[str, str]:
+    """For a bare target that selects nothing because the framework compares it with the whole
+    name: the pattern that selects what the split call would have."""
+    if rules.call != "full-name" or rules.name == "peft":
+        return {}
+    last_segments = {name.rpartition(".")[2] for name in rules.asked(model) if "." in name}
+    return {pattern: f"*.{pattern}" for pattern in counts.unmatched if pattern in last_segments}
+
+
+def _explain(rules: RuleSet, name: str, model: Model) -> dict[str, Any]:
+    is_linear = dict(model.modules).get(name)
+    verdict = rules.explain(name, is_linear, model)
     return {
         "name": name,
         "in_model": is_linear is not None,
-        "matched": explanation.matched,
-        "rule": explanation.rule.value,
-        "pattern": explanation.pattern,
+        "matched": verdict.matched,
+        "rule": verdict.rule,
+        "pattern": verdict.pattern,
     }
 
 
 def _write_json(
     out: TextIO,
-    modules: list[tuple[str, bool]],
+    rules: RuleSet,
+    model: Model,
     selected: list[str],
     counts: Report,
+    hints: dict[str, str],
     explanations: list[dict[str, Any]],
 ) -> None:
     document: dict[str, Any] = {
-        "modules": len(modules),
+        "rules": rules.name,
+        "call": rules.call,
+        "defaults": rules.defaults_used,
+        "modules": len(model.modules),
         "selected": len(selected),
         "patterns": [{"pattern": c.pattern, "matched": c.matched} for c in counts.patterns],
         "unmatched_patterns": list(counts.unmatched),
         "selected_names": selected,
     }
+    if hints:
+        document["full_name_hints"] = hints
+    parameters = rules.selected_parameters(model)
+    if parameters is not None:
+        document["selected_parameters"] = parameters
     if explanations:
         document["explanations"] = explanations
     json.dump(document, out, indent=2)
     out.write("\n")
 
 
+_CALL_TEXT = {
+    "split": "match(module, short name, prefix=parent path)",
+    "full-name": "match(module, full name)",
+}
+
+
 def _write_text(
     out: TextIO,
     args: argparse.Namespace,
-    modules: list[tuple[str, bool]],
+    rules: RuleSet,
+    model: Model,
     selected: list[str],
     counts: Report,
+    hints: dict[str, str],
     explanations: list[dict[str, Any]],
-    elapsed: float,
 ) -> None:
     source = args.names or args.hf_config or args.model or DEFAULT_MODEL
-    linear = sum(is_linear for _, is_linear in modules)
-    print(f"{source}: {len(modules):,} modules, {linear:,} nn.Linear", file=out)
+    linear = sum(is_linear for _, is_linear in model.modules)
+    call = (
+        "check_target_module_exists(config, key)"
+        if rules.name == "peft"
+        else _CALL_TEXT[rules.call]
+    )
+    print(f"{source}: {len(model.modules):,} modules, {linear:,} nn.Linear", file=out)
+    print(f"rules: {rules.name}, called as {call}", file=out)
+    if rules.defaults_used:
+        print(f"no targets given: {rules.defaults_used}", file=out)
     print(f"selected {len(selected):,} modules:", file=out)
     for line in fold(selected):
         print(f"  {line}" + (f"  x{line.count:,}" if line.count > 1 else ""), file=out)
+    parameters = rules.selected_parameters(model)
+    if parameters:
+        print(f"selected {len(parameters):,} parameters:", file=out)
+        for line in fold(parameters):
+            print(f"  {line}" + (f"  x{line.count:,}" if line.count > 1 else ""), file=out)
     if counts.patterns:
         print("patterns:", file=out)
         width = max(len(c.pattern) for c in counts.patterns)
         for count in counts.patterns:
             print(f"  {count.pattern:<{width}}  {count.matched:>9,} names", file=out)
     for count in counts.patterns:
-        if not count.matched:
-            hint = f"; did you mean {', '.join(count.suggestions)}?" if count.suggestions else ""
-            print(f"unmatched pattern {count.pattern!r}{hint}", file=out)
+        if count.matched:
+            continue
+        if count.pattern in hints:
+            print(
+                f"unmatched pattern {count.pattern!r}: {rules.name} compares it with the whole "
+                f"module name; {hints[count.pattern]!r} selects the modules named {count.pattern}",
+                file=out,
+            )
+            continue
+        hint = f"; did you mean {', '.join(count.suggestions)}?" if count.suggestions else ""
+        print(f"unmatched pattern {count.pattern!r}{hint}", file=out)
     for item in explanations:
         where = "" if item["in_model"] else " (not in the model; taken as not Linear)"
         decided = f" by {item['pattern']!r}" if item["pattern"] is not None else ""
         verdict = "selected" if item["matched"] else "not selected"
         print(f"{item['name']}{where}: {verdict}, {item['rule']}{decided}", file=out)
-    print(
-        f"selected {len(selected):,} of {len(modules):,} modules in {elapsed * 1e3:.0f} ms",
-        file=out,
-    )

@@ -154,6 +154,27 @@ class PeftMatcher:
                 return int(found["idx"])
         return None
 
+    def explain(self, key: str) -> tuple[str, Any]:
+        """Which of PEFT's rules decides ``key``, and the entry (or regex) that decided it."""
+        found = self.match(key)
+        if isinstance(found, Excluded):
+            if self._excludes is not None and self._excludes.match(key):
+                return "excluded", _first_entry(self._excludes, key)
+            return "in modules_to_save", _first_entry(self._to_save, key)  # type: ignore[arg-type]
+        targets = self._targets
+        if targets is None:
+            return "no target_modules", None
+        entry = _first_entry(targets, key)
+        if isinstance(targets, PatternSet):
+            return ("target regex" if found else "target regex does not match"), entry
+        if targets.equals(key):
+            return "exact full name (no layer filter)", key
+        if entry is None:
+            return "no target entry", None
+        if not found:
+            return "layer index not in layers_to_transform", entry
+        return "target entry" + (", layer index kept" if self._layers is not None else ""), entry
+
     def select(self, model: Any) -> list[str]:
         """Names of the modules of ``model`` that PEFT adapts, in ``named_modules()`` order."""
         modules = list(model.named_modules())
@@ -192,6 +213,13 @@ class PeftMatcher:
             if getattr(self, name) is not None
         )
         return f"PeftMatcher({fields})"
+
+
+def _first_entry(rule: PatternSet | SuffixSet, key: str) -> Any:
+    if isinstance(rule, SuffixSet):
+        return next(iter(rule.matching(key)), None)
+    hits = rule.matches(key)
+    return rule.patterns[hits[0]] if hits else None
 
 
 def _compiled_rule(patterns: str | Iterable[str]) -> PatternSet | SuffixSet:

@@ -6,12 +6,20 @@ from __future__ import annotations
 import difflib
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .patternset import PatternSet
 
-__all__ = ["PatternCount", "Report", "UnmatchedPatternError", "UnmatchedPatternWarning", "report"]
+__all__ = [
+    "PatternCount",
+    "Report",
+    "UnmatchedPatternError",
+    "UnmatchedPatternWarning",
+    "name_rule_selects",
+    "report",
+    "seed_selects",
+]
 
 _NUMBER_SEGMENT = re.compile(r"(?<=\.)[0-9]+(?=\.|$)")
 
@@ -46,24 +54,27 @@ class Report:
         return tuple(count.pattern for count in self.patterns if not count.matched)
 
 
-def report(patterns: Iterable[str], names: Iterable[str], *, strict: bool = False) -> Report:
+def report(
+    patterns: Iterable[str],
+    names: Iterable[str],
+    *,
+    strict: bool = False,
+    selects: Callable[[str], Iterable[int]] | None = None,
+) -> Report:
     """Count, per pattern, the names it selects as a ModuleMatcher target would.
 
-    A pattern selects a name when it equals the name's last segment or matches the whole name.
-    Each unmatched pattern warns with :class:`UnmatchedPatternWarning`; with ``strict`` they
-    raise one :class:`UnmatchedPatternError` instead.
+    A pattern selects a name when it equals the name's last segment or matches the whole name;
+    ``selects(name)``, the indices of the patterns selecting ``name``, stands for another rule
+    set's reading. Each unmatched pattern warns with :class:`UnmatchedPatternWarning`; with
+    ``strict`` they raise one :class:`UnmatchedPatternError` instead.
     """
     patterns = list(patterns)
     names = list(names)
-    matcher = PatternSet(patterns, cache_size=0)
-    by_text: dict[str, list[int]] = {}
-    for index, pattern in enumerate(patterns):
-        by_text.setdefault(pattern, []).append(index)
+    if selects is None:
+        selects = seed_selects(patterns)
     counts = [0] * len(patterns)
     for name in names:
-        hits = set(matcher.matches(name)) if matcher.match(name) else set()
-        hits.update(by_text.get(name.rpartition(".")[2], ()))
-        for index in hits:
+        for index in set(selects(name)):
             counts[index] += 1
     candidates = _candidates(names) if 0 in counts else []
     result = Report(
@@ -83,6 +94,28 @@ def report(patterns: Iterable[str], names: Iterable[str], *, strict: bool = Fals
             if not count.matched:
                 warnings.warn(UnmatchedPatternWarning(_describe(count)), stacklevel=2)
     return result
+
+
+def seed_selects(patterns: list[str], *, split: bool = True) -> Callable[[str], list[int]]:
+    """The seed's reading: a pattern selects a name it matches whole, or equals the part of
+    the name the framework passes as ``name`` (the last segment, or with ``split`` off the
+    whole name)."""
+    return name_rule_selects(patterns, PatternSet(patterns, cache_size=0), split=split)
+
+
+def name_rule_selects(
+    patterns: list[str], compiled: PatternSet, *, split: bool = True
+) -> Callable[[str], list[int]]:
+    """A NameRule's reading with ``compiled`` as the full-name matcher: see :func:`seed_selects`."""
+    by_text: dict[str, list[int]] = {}
+    for index, pattern in enumerate(patterns):
+        by_text.setdefault(pattern, []).append(index)
+
+    def selects(name: str) -> list[int]:
+        hits = list(compiled.matches(name)) if compiled.match(name) else []
+        return hits + by_text.get(name.rpartition(".")[2] if split else name, [])
+
+    return selects
 
 
 def _candidates(names: list[str]) -> list[str]:

@@ -1,0 +1,343 @@
+"""The command's rule sets: each framework's matcher, asked about a model's modules the way that
+framework asks (which modules, and whether it passes the short name or the full one)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from . import automodel, megatron_bridge
+from .matcher import ModuleMatcher
+from .patternset import PatternSet
+from .peft import Excluded, PeftMatcher
+from .report import name_rule_selects
+from .suffixset import SuffixSet
+from .syntax import AUTOMODEL, REGEX, SEED, Syntax
+
+__all__ = ["CALLS", "RULES", "Options", "RuleSet", "Verdict", "rule_set"]
+
+RULES = ("seed", "automodel", "megatron-bridge", "peft")
+CALLS = ("split", "full-name")
+# How each framework calls its matcher: Megatron-Bridge's walk passes the short name and the
+# parent's path; Automodel's apply_lora_to_linear_modules passes the full name, no prefix.
+_DEFAULT_CALL = {"seed": "split", "automodel": "full-name", "megatron-bridge": "split"}
+
+
+class InputError(Exception):
+    """Options the chosen rule set cannot take; its message is the one-line error shown."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the command line (or a PEFT config file) asks for."""
+
+    targets: list[str] | None = None
+    excludes: list[str] | None = None
+    target_regex: str | None = None
+    exclude_regex: str | None = None
+    all_linear: bool = False
+    causal_lm: bool = False
+    call: str | None = None
+    layers_to_transform: list[int] | int | None = None
+    layers_pattern: list[str] | str | None = None
+    target_parameters: list[str] | None = None
+    modules_to_save: list[str] | None = None
+    task_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Why one module is selected or not."""
+
+    matched: bool
+    rule: str
+    pattern: str | None = None
+
+
+@dataclass(frozen=True)
+class Model:
+    """Module names in ``named_modules()`` order, which are Linear, and the output layer."""
+
+    modules: list[tuple[str, bool]]
+    output_embedding: str | None = "lm_head"
+    # ``module.parameter`` names, where the model itself was built (not from a names list).
+    parameters: list[str] | None = None
+
+
+class RuleSet:
+    """One framework's rules over a model: what it selects, why, and what each pattern selects."""
+
+    name: str
+    call: str
+    defaults_used: str | None = None
+
+    @property
+    def patterns(self) -> list[str]:
+        """The patterns counted one by one: the targets, or without targets the excludes."""
+        raise NotImplementedError
+
+    def selected(self, model: Model) -> list[str]:
+        raise NotImplementedError
+
+    def explain(self, name: str, is_linear: bool | None, model: Model) -> Verdict:
+        raise NotImplementedError
+
+    def selects(self) -> Callable[[str], Iterable[int]]:
+        """The indices of :attr:`patterns` selecting one name, as this rule set reads them."""
+        raise NotImplementedError
+
+    def selected_parameters(self, model: Model) -> list[str] | None:
+        """The ``module.parameter`` names ``target_parameters`` selects (PEFT only), where the
+        model's parameters are known."""
+        return None
+
+    def asked(self, model: Model) -> list[str]:
+        """The names the framework asks its matcher about."""
+        return [name for name, _ in model.modules]
+
+
+def _modules() -> tuple[Any, Any]:
+    from torch import nn
+
+    return nn.Linear(1, 1, device="meta"), nn.Identity()
+
+
+def _arguments(name: str, call: str) -> tuple[str, str | None]:
+    """``(name, prefix)`` as the framework passes them to ``match``."""
+    if call == "full-name":
+        return name, None
+    prefix, _, short = name.rpartition(".")
+    return short, prefix
+
+
+class _NameRuleSet(RuleSet):
+    """The seed, Automodel and Megatron-Bridge: a ``ModuleMatcher`` whose patterns select a
+    module by the name passed to ``match`` or by its full name."""
+
+    def __init__(self, name: str, matcher: Any, call: str, syntax: Syntax) -> None:
+        self.name, self.matcher, self.call, self._syntax = name, matcher, call, syntax
+
+    @property
+    def patterns(self) -> list[str]:
+        return list(self.matcher.target_modules or self.matcher.exclude_modules or [])
+
+    def selected(self, model: Model) -> list[str]:
+        linear, other = _modules()
+        match = self.matcher.match
+        asked = set(self.asked(model))
+        return [
+            name
+            for name, is_linear in model.modules
+            if name in asked and match(linear if is_linear else other, *_arguments(name, self.call))
+        ]
+
+    def selects(self) -> Callable[[str], Iterable[int]]:
+        patterns = self.patterns
+        compiled = PatternSet(patterns, cache_size=0, syntax=self._syntax)
+        return name_rule_selects(patterns, compiled, split=self.call == "split")
+
+    def explain(self, name: str, is_linear: bool | None, model: Model) -> Verdict:
+        if name not in set(self.asked(model)):
+            return Verdict(False, f"not asked: {self.name} asks only about Linear modules")
+        linear, other = _modules()
+        module = linear if is_linear else other
+        short, prefix = _arguments(name, self.call)
+        result = self.matcher.match(module, short, prefix)
+        decided = None
+        for index in sorted(set(self.selects()(name))):
+            decided = self.patterns[index]
+            break
+        matched = bool(result)
+        if self.matcher.target_modules:
+            rule = "target pattern" if matched else "no target matched"
+            return Verdict(matched, rule, decided if matched else None)
+        if decided is not None:
+            return Verdict(False, "excluded", decided)
+        return Verdict(matched, "Linear, not excluded" if matched else "not Linear")
+
+
+class _SeedRuleSet(_NameRuleSet):
+    def explain(self, name: str, is_linear: bool | None, model: Model) -> Verdict:
+        linear, other = _modules()
+        short, prefix = _arguments(name, self.call)
+        found = self.matcher.explain(short, prefix, linear if is_linear else other)
+        return Verdict(found.matched, found.rule.value, found.pattern)
+
+
+class _AutomodelRuleSet(_NameRuleSet):
+    def asked(self, model: Model) -> list[str]:
+        # Automodel 0.7.0 hands only Linear modules to its matcher.
+        return [name for name, is_linear in model.modules if is_linear]
+
+
+class _PeftRuleSet(RuleSet):
+    def __init__(self, matcher: PeftMatcher) -> None:
+        self.name, self.call, self.matcher = "peft", "full-name", matcher
+
+    def _effective(self, model: Model) -> PeftMatcher:
+        """The matcher after PEFT's expansion of ``"all-linear"`` on this model."""
+        targets = self.matcher.target_modules
+        if not (isinstance(targets, str) and targets.lower() == "all-linear"):
+            return self.matcher
+        linear = {name for name, is_linear in model.modules if is_linear and name}
+        linear.discard(model.output_embedding or "")
+        return self.matcher._with_targets(linear)
+
+    @property
+    def patterns(self) -> list[str]:
+        targets = self.matcher.target_modules
+        if isinstance(targets, str):
+            return [targets]
+        return list(targets or [])
+
+    def asked(self, model: Model) -> list[str]:
+        return [name for name, _ in model.modules if name]  # PEFT skips the root
+
+    def selected(self, model: Model) -> list[str]:
+        match = self._effective(model).match
+        return [name for name in self.asked(model) if match(name)]
+
+    def selects(self) -> Callable[[str], Iterable[int]]:
+        targets = self.matcher.target_modules
+        if isinstance(targets, str):
+            compiled = PatternSet([targets], cache_size=0, syntax=REGEX)
+            return compiled.matches
+        entries = SuffixSet(targets or [])
+        index = {entry: i for i, entry in enumerate(entries.entries)}
+        return lambda name: [index[entry] for entry in entries.matching(name)]
+
+    def explain(self, name: str, is_linear: bool | None, model: Model) -> Verdict:
+        if not name:
+            return Verdict(False, "not asked: PEFT skips the root module")
+        matcher = self._effective(model)
+        rule, entry = matcher.explain(name)
+        found = matcher.match(name)
+        return Verdict(bool(found) and not isinstance(found, Excluded), rule, entry)
+
+    def selected_parameters(self, model: Model) -> list[str] | None:
+        if not self.matcher.target_parameters or model.parameters is None:
+            return None
+        wanted = SuffixSet(self.matcher.target_parameters)
+        return [name for name in model.parameters if wanted.match(name)]
+
+
+def rule_set(rules: str, options: Options) -> RuleSet:
+    """The chosen framework's matcher for ``options``; InputError names what does not fit."""
+    if rules == "peft":
+        return _peft(options)
+    if options.call is not None and options.call not in CALLS:
+        raise InputError(f"--call must be one of {', '.join(CALLS)}, not {options.call!r}")
+    peft_only = [
+        flag
+        for flag, value in (
+            ("--layers-to-transform", options.layers_to_transform),
+            ("--layers-pattern", options.layers_pattern),
+            ("--target-parameters", options.target_parameters),
+            ("--modules-to-save", options.modules_to_save),
+            ("--target-regex", options.target_regex),
+            ("--exclude-regex", options.exclude_regex),
+        )
+        if value is not None
+    ]
+    if peft_only:
+        raise InputError(f"{peft_only[0]} is a PEFT option: add --rules peft")
+    call = options.call or _DEFAULT_CALL[rules]
+    defaults = not options.targets and not options.excludes and not options.all_linear
+    found: _NameRuleSet
+    if rules == "seed":
+        found = _SeedRuleSet("seed", _seed(options), call, SEED)
+    elif rules == "automodel":
+        found = _AutomodelRuleSet("automodel", _automodel(options), call, AUTOMODEL)
+    else:
+        found = _megatron_bridge(options, defaults, call)
+    if defaults:
+        name = {"seed": "the seed", "automodel": "Automodel"}.get(rules, "Megatron-Bridge")
+        found.defaults_used = f"{name}'s default targets: " + " ".join(found.patterns)
+    return found
+
+
+def _megatron_bridge(options: Options, defaults: bool, call: str) -> _NameRuleSet:
+    if options.causal_lm:
+        raise InputError("--causal-lm: Megatron-Bridge's matcher has no is_causal_lm")
+    # Megatron-Bridge reads empty target and exclude lists as "every linear layer".
+    matcher = megatron_bridge.ModuleMatcher(exclude_modules=list(options.excludes or []))
+    if not defaults:
+        matcher.target_modules = list(options.targets or [])
+    return _NameRuleSet("megatron-bridge", matcher, call, SEED)
+
+
+def _seed(options: Options) -> ModuleMatcher:
+    if options.targets and options.excludes:
+        # The seed asserts on this combination at the first module it cannot decide otherwise.
+        raise InputError(
+            "--target and --exclude cannot be combined: excludes apply only without targets"
+        )
+    arguments: dict[str, Any] = {
+        "match_all_linear": options.all_linear,
+        "is_causal_lm": options.causal_lm,
+    }
+    if options.targets:
+        arguments["target_modules"] = options.targets
+    elif options.excludes or options.all_linear:
+        arguments["target_modules"] = []
+    if options.excludes:
+        arguments["exclude_modules"] = options.excludes
+    return ModuleMatcher(**arguments)
+
+
+def _automodel(options: Options) -> automodel.ModuleMatcher:
+    # Automodel logs its default and all-linear notices; the command reports them itself.
+    quiet = logging.getLogger(automodel.__name__)
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        return automodel.ModuleMatcher(
+            target_modules=options.targets or [],
+            exclude_modules=options.excludes or [],
+            match_all_linear=options.all_linear,
+            is_causal_lm=options.causal_lm,
+        )
+    finally:
+        quiet.setLevel(level)
+
+
+def _peft(options: Options) -> RuleSet:
+    if options.call not in (None, "full-name"):
+        raise InputError("--call split: PEFT always passes the full module name")
+    if options.causal_lm:
+        raise InputError("--causal-lm is not a PEFT option")
+    if options.targets and options.target_regex is not None:
+        raise InputError("--target and --target-regex: PEFT takes a list or one regex, not both")
+    if options.excludes and options.exclude_regex is not None:
+        raise InputError("--exclude and --exclude-regex: PEFT takes a list or one regex, not both")
+    targets: list[str] | str | None = options.targets or options.target_regex
+    if options.all_linear:
+        if targets:
+            raise InputError("--all-linear replaces PEFT's target_modules: drop --target")
+        targets = "all-linear"
+    if targets is None and not options.target_parameters:
+        raise InputError(
+            "PEFT needs targets: --target, --target-regex, --all-linear or --target-parameters"
+        )
+    # LoraConfig's own checks, with its messages.
+    if isinstance(targets, str) and options.layers_to_transform is not None:
+        raise InputError("`layers_to_transform` cannot be used when `target_modules` is a str.")
+    if isinstance(targets, str) and options.layers_pattern is not None:
+        raise InputError("`layers_pattern` cannot be used when `target_modules` is a str.")
+    if options.layers_pattern and options.layers_to_transform is None:
+        raise InputError(
+            "When `layers_pattern` is specified, `layers_to_transform` must also be specified."
+        )
+    return _PeftRuleSet(
+        PeftMatcher(
+            targets,
+            exclude_modules=options.excludes or options.exclude_regex,
+            modules_to_save=options.modules_to_save,
+            layers_to_transform=options.layers_to_transform,
+            layers_pattern=options.layers_pattern,
+            target_parameters=options.target_parameters,
+            task_type=options.task_type,
+        )
+    )
