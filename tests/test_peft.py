@@ -104,6 +104,10 @@ def test_a_replaced_field_is_seen() -> None:
     assert peft.check_target_module_exists(config, "m.q_proj") is False
     config.target_modules.append("q_proj")  # in place, with a new size
     assert peft.check_target_module_exists(config, "m.q_proj") is True
+    config.target_modules = ["k_proj", "q_proj"]  # an equal list, then changed in place
+    config.target_modules.remove("q_proj")
+    config.target_modules.append("v_proj")
+    assert peft.check_target_module_exists(config, "m.q_proj") is False
 
 
 def test_invalid_regex_raises_like_peft() -> None:

@@ -8,9 +8,10 @@ entries are literal dotted suffixes, looked up in a hash set, and every answer i
 
 from __future__ import annotations
 
+import operator
 import re
 import sys
-from collections.abc import Iterable, Sized
+from collections.abc import Iterable
 from typing import Any
 
 from .patternset import DEFAULT_CACHE_SIZE, PatternSet
@@ -265,9 +266,41 @@ def _is_pretrained(model: Any) -> bool:
     return modeling is not None and isinstance(model, modeling.PreTrainedModel)
 
 
-# Compiled matchers per config object, checked against the identity and size of its fields.
-_BY_CONFIG: dict[int, tuple[Any, tuple[Any, ...], tuple[int, ...], PeftMatcher]] = {}
 _BY_CONFIG_SIZE = 64
+_CONTAINERS = (list, set, dict)
+
+
+class _Compiled:
+    """A config's matcher, with the fields it was compiled from and how to read them again."""
+
+    __slots__ = ("config", "fields", "matcher", "read", "sized", "sizes")
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.read = operator.attrgetter(*_CONFIG_FIELDS)
+        try:
+            self.fields = self.read(config)
+        except AttributeError:  # PEFT reads a missing field as None
+            self.read = _read_with_defaults
+            self.fields = self.read(config)
+        self.sized = tuple(value for value in self.fields if type(value) in _CONTAINERS)
+        self.sizes = tuple(map(len, self.sized))
+        self.matcher = PeftMatcher.from_config(config)
+
+    def fresh(self, config: Any) -> bool:
+        """Whether ``config`` still holds the very fields compiled, at the sizes compiled."""
+        return (
+            config is self.config
+            and all(map(operator.is_, self.read(config), self.fields))
+            and tuple(map(len, self.sized)) == self.sizes
+        )
+
+
+def _read_with_defaults(config: Any) -> tuple[Any, ...]:
+    return tuple(getattr(config, name, None) for name in _CONFIG_FIELDS)
+
+
+_BY_CONFIG: dict[int, _Compiled] = {}
 
 
 def check_target_module_exists(config: Any, key: str) -> bool | Excluded | None:
@@ -277,16 +310,9 @@ def check_target_module_exists(config: Any, key: str) -> bool | Excluded | None:
     replaced or changes size. A field changed in place that keeps its size is not seen: build
     a :class:`PeftMatcher` (or assign a new list) after such a change.
     """
-    fields = tuple(getattr(config, name, None) for name in _CONFIG_FIELDS)
-    sizes = tuple(len(value) if isinstance(value, Sized) else -1 for value in fields)
-    cached = _BY_CONFIG.get(id(config))
-    if (
-        cached is None
-        or cached[0] is not config
-        or cached[2] != sizes
-        or any(a is not b for a, b in zip(cached[1], fields, strict=True))
-    ):
+    compiled = _BY_CONFIG.get(id(config))
+    if compiled is None or not compiled.fresh(config):
         if len(_BY_CONFIG) >= _BY_CONFIG_SIZE:
             _BY_CONFIG.clear()
-        cached = _BY_CONFIG[id(config)] = (config, fields, sizes, PeftMatcher.from_config(config))
-    return cached[3].match(key)
+        compiled = _BY_CONFIG[id(config)] = _Compiled(config)
+    return compiled.matcher.match(key)
