@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .patternset import DEFAULT_CACHE_SIZE, PatternSet
@@ -277,7 +277,7 @@ class _Compiled:
 
     def __init__(self, config: Any) -> None:
         self.config = config
-        self.read = operator.attrgetter(*_CONFIG_FIELDS)
+        self.read: Callable[[Any], tuple[Any, ...]] = operator.attrgetter(*_CONFIG_FIELDS)
         try:
             self.fields = self.read(config)
         except AttributeError:  # PEFT reads a missing field as None
