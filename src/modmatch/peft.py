@@ -22,6 +22,7 @@ from .syntax import MODULES_TO_SAVE, REGEX, as_framework
 __all__ = ["Excluded", "PeftMatcher", "check_target_module_exists"]
 
 _EXCLUDED = Excluded()
+_UNSEEN = object()
 # The attributes of a PEFT config that decide a key, in the order PEFT reads them.
 _CONFIG_FIELDS = (
     "exclude_modules",
@@ -114,14 +115,14 @@ class PeftMatcher:
         Where PEFT returns the ``re.Match`` of a str target, this returns True.
         """
         try:
-            return self._cache[key]
-        except KeyError:
+            found = self._cache.get(key, _UNSEEN)
+        except TypeError:  # unhashable
+            raise TypeError(f"key must be a str, got {type(key).__name__}: {key!r}") from None
+        if found is _UNSEEN:
             if len(self._cache) >= DEFAULT_CACHE_SIZE:
                 self._cache.clear()  # emptied when full, as PatternSet's caches are
             found = self._cache[key] = self._decide(key)
-            return found
-        except TypeError:
-            raise TypeError(f"key must be a str, got {type(key).__name__}: {key!r}") from None
+        return found  # type: ignore[return-value]
 
     def _decide(self, key: str) -> bool | Excluded | None:
         if self._excludes is not None and self._excludes.match(key):
