@@ -39,9 +39,9 @@ def patched_by_automodel(config: dict[str, Any], peft: dict[str, Any]) -> list[s
 
 
 def selected_by_modmatch(config_path: Path, *args: str) -> list[str]:
+    command = ["modmatch", "--rules", "automodel", "--hf-config", str(config_path), *args]
     result = subprocess.run(
-        [sys.executable, "-m", "modmatch", "--rules", "automodel", "--hf-config", str(config_path)]
-        + [*args, "--json"],
+        [sys.executable, "-m", *command, "--json"],
         capture_output=True,
         text=True,
     )

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from .errors import PatternError
 from .matcher import wildcard_match as _engine_wildcard_match
 from .patternset import PatternSet
+from .reference import megatron_bridge as reference
 from .reference.seed import wildcard_match as _re_wildcard_match
+from .syntax import quietly
 
 __all__ = ["ModuleMatcher", "wildcard_match"]
 
@@ -131,7 +132,8 @@ class _Compiled:
             for index, pattern in enumerate(patterns):
                 self._by_name.setdefault(pattern, index)
             try:
-                self._set = PatternSet(patterns)
+                with quietly():
+                    self._set = PatternSet(patterns)
             except PatternError:
                 self.exact = False
 
@@ -167,38 +169,17 @@ class _Cache:
         return (_Cache, (0,))
 
 
-def _default_targets() -> list[str]:
-    return ["linear_qkv", "linear_proj", "linear_fc1", "linear_fc2"]
-
-
-def _default_mapping() -> defaultdict[str, set[Any]]:
-    return defaultdict(set)
-
-
-def _default_pattern_to_alias() -> defaultdict[str, set[str]]:
-    return defaultdict(set)
-
-
 @dataclass
-class ModuleMatcher:
+class ModuleMatcher(reference.ModuleMatcher):
     """Megatron-Bridge's ``ModuleMatcher`` (a mutable dataclass base of its ``LoRA``), compiled.
 
     ``match`` returns ``(pattern, full_name)`` for the first pattern of ``canonical_mapping``, else
     of ``target_modules``, equal to the short name or matching ``prefix.name``; with neither, each
-    linear module no ``exclude_modules`` entry names. Fields may change at any time.
+    linear module no ``exclude_modules`` entry names. Fields may change at any time. The fields and
+    the alias bookkeeping are the reference's, which restates Megatron-Bridge's line for line.
     """
 
-    target_modules: list[str] = field(default_factory=_default_targets)
-    exclude_modules: list[str] = field(default_factory=list)
-    canonical_mapping: dict[str, set[Any]] = field(default_factory=_default_mapping)
-    # Which user entries (aliases) each pattern stands for, and what each alias matched.
-    _pattern_to_alias: dict[str, set[str]] = field(
-        default_factory=_default_pattern_to_alias, init=False, repr=False
-    )
-    _alias_to_pattern: dict[str, str] = field(default_factory=dict, init=False, repr=False)
-    _alias_matches: dict[str, set[str]] = field(
-        default_factory=_default_pattern_to_alias, init=False, repr=False
-    )
+    _logger: ClassVar[logging.Logger] = logger
 
     def match(
         self, m: Any, name: str | None = None, prefix: str | None = None
@@ -243,45 +224,6 @@ class ModuleMatcher:
             if found is not None:
                 selected.append((full_name, module, found[0]))
         return selected
-
-    def register_target_alias(self, alias: str, pattern: str) -> None:
-        """Count matches of ``pattern`` for the user's entry ``alias`` (for ``LoRA``, the same)."""
-        if alias is None or pattern is None:
-            return
-        previous = self._alias_to_pattern.get(alias)
-        if previous:  # Megatron-Bridge tests truthiness: an empty previous pattern keeps the alias
-            self._pattern_to_alias[previous].discard(alias)
-        self._alias_to_pattern[alias] = pattern
-        self._pattern_to_alias[pattern].add(alias)
-        self._alias_matches.setdefault(alias, set())
-
-    def _init_target_match_state(self) -> None:
-        """Rebuild the alias bookkeeping from the current ``target_modules``, each its own alias."""
-        self._pattern_to_alias.clear()
-        self._alias_to_pattern.clear()
-        self._alias_matches.clear()
-        for target in self.target_modules or []:
-            self.register_target_alias(target, target)
-
-    def _record_match(self, pattern: str, full_name: str | None) -> None:
-        """Add ``full_name`` (the alias itself if the name is empty) to each alias of ``pattern``."""
-        for alias in self._pattern_to_alias.get(pattern, ()):
-            self._alias_matches.setdefault(alias, set()).add(full_name or alias)
-
-    def _reset_target_match_state(self) -> None:
-        """Forget what each alias matched, keeping the aliases."""
-        for alias in self._alias_matches:
-            self._alias_matches[alias].clear()
-
-    def _validate_target_matches(self) -> None:
-        """Warn, naming them sorted, about registered aliases that matched no module."""
-        if not self._alias_to_pattern:
-            return
-        unmatched = sorted(alias for alias, found in self._alias_matches.items() if len(found) == 0)
-        if unmatched:
-            logger.warning(
-                "No modules matched the requested target_modules entries: %s", ", ".join(unmatched)
-            )
 
     def _claim(self, slot: int, value: Any, name: Any, full_name: Any) -> tuple[str, str] | None:
         """Upstream's loop: the first pattern of ``value`` equal to ``name`` or matching ``full_name``."""

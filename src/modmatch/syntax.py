@@ -18,7 +18,7 @@ from .reference.automodel import automodel_regex
 from .reference.peft import modules_to_save_regex
 from .reference.seed import seed_regex
 
-__all__ = ["AUTOMODEL", "MODULES_TO_SAVE", "REGEX", "SEED", "Syntax", "as_framework"]
+__all__ = ["AUTOMODEL", "MODULES_TO_SAVE", "REGEX", "SEED", "Syntax", "as_framework", "quietly"]
 
 
 def _as_is(pattern: str) -> str:
@@ -47,13 +47,19 @@ MODULES_TO_SAVE = Syntax("MODULES_TO_SAVE", modules_to_save_regex)
 
 
 @contextlib.contextmanager
+def quietly() -> Iterator[None]:
+    """No FallbackWarning: a framework runs every pattern on ``re`` and never warns of one."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FallbackWarning)
+        yield
+
+
+@contextlib.contextmanager
 def as_framework(syntax: Syntax) -> Iterator[None]:
-    """Compile patterns as a framework's drop-in does: silently, since the framework runs every
-    pattern on ``re`` anyway, and failing on an invalid one with the very ``re.error`` (class,
-    message, position) that the framework's own ``re`` call raises."""
+    """Compile patterns as a framework's drop-in does: :func:`quietly`, and failing on an invalid
+    one with the very error (class, message, position) the framework's own ``re`` call raises."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FallbackWarning)
+        with quietly():
             yield
     except PatternError as error:
         re.compile(syntax.regex(error.pattern))

@@ -7,9 +7,10 @@ segment or a numeric index means "that segment's children, or nothing".
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = ["ModuleMatcher", "automodel_regex", "wildcard_match"]
 
@@ -52,14 +53,35 @@ def is_linear(module: Any) -> bool:
     return isinstance(module, (nn.Linear, te.Linear))
 
 
+_DEFAULT_WARNING = (
+    "No modules specified for LoRA. Will use target_modules='*_proj' by default."
+    """
+            Equivalent to the following YAML configuration:
+            peft:
+              target_modules: '*_proj'
+            If this is not what you want, please specify target_modules or exclude_modules.
+            """
+)
+_ALL_LINEAR_WARNING = (
+    "match_all_linear is true. This will match all linear layers in the model (including lm_head). "
+    "Please consider using target_modules or exclude_modules to specify the modules to match, to avoid issues with downstream tools "
+    "For example, to match all linear layers except the lm_head, you can use: "
+    "peft: "
+    "  target_modules: '*_proj' "
+)
+
+
 @dataclass
 class ModuleMatcher:
-    """Automodel 0.7.0's matcher: targets, or excludes, or every Linear; never two of them."""
+    """Automodel 0.7.0's matcher: targets (default ``*_proj``), or excludes, or every Linear;
+    never two of them. Its warnings and errors are Automodel's, word for word."""
 
     target_modules: list[str] = field(default_factory=list)
     exclude_modules: list[str] = field(default_factory=list)
     match_all_linear: bool = field(default=False)
     is_causal_lm: bool = field(default=False)  # accepted, never read
+    # Where the warnings go: the module the class is used from.
+    _logger: ClassVar[logging.Logger] = logging.getLogger(__name__)
 
     def __post_init__(self) -> None:
         if self.target_modules is None:
@@ -70,12 +92,26 @@ class ModuleMatcher:
             self.target_modules = [self.target_modules]
         if isinstance(self.exclude_modules, str):
             self.exclude_modules = [self.exclude_modules]
-        if self.match_all_linear is False and not self.target_modules and not self.exclude_modules:
+        # `is False`, as in Automodel: a falsy non-bool such as 0 takes no default.
+        if (
+            self.match_all_linear is False
+            and len(self.target_modules) == 0
+            and len(self.exclude_modules) == 0
+        ):
+            self._logger.warning(_DEFAULT_WARNING)
             self.target_modules = ["*_proj"]
         if self.target_modules and self.exclude_modules:
-            raise ValueError("targets and excludes together")
-        if self.match_all_linear and (self.target_modules or self.exclude_modules):
-            raise ValueError("match_all_linear with targets or excludes")
+            raise ValueError(
+                "target_modules and exclude_modules are mutually exclusive. Please provide only one of them."
+            )
+        if self.match_all_linear and (
+            len(self.target_modules) > 0 or len(self.exclude_modules) > 0
+        ):
+            raise ValueError(
+                "Expected target_modules/exclude_modules to be empty when match_all_linear is true. Please provide only one of them."
+            )
+        if self.match_all_linear:
+            self._logger.warning(_ALL_LINEAR_WARNING)
 
     def match(self, m: Any, name: str | None = None, prefix: str | None = None) -> bool:
         full_name = f"{prefix}.{name}" if prefix else name

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from .seed import wildcard_match
 
@@ -63,6 +63,8 @@ class ModuleMatcher:
     _alias_matches: dict[str, set[str]] = field(
         default_factory=lambda: defaultdict(set), init=False, repr=False
     )
+    # Where the unmatched-target warning goes: the module the class is used from.
+    _logger: ClassVar[logging.Logger] = logger
 
     def match(
         self, m: Any, name: str | None = None, prefix: str | None = None
@@ -133,6 +135,6 @@ class ModuleMatcher:
             return
         unmatched = sorted(alias for alias, found in self._alias_matches.items() if len(found) == 0)
         if unmatched:
-            logger.warning(
+            self._logger.warning(
                 "No modules matched the requested target_modules entries: %s", ", ".join(unmatched)
             )
