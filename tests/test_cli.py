@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -134,3 +135,115 @@ def test_a_reader_that_leaves_early_is_no_error() -> None:
     command = f"{sys.executable} -m modmatch --model kimi-k2 --all-linear --json | head -c 10"
     result = subprocess.run(command, shell=True, capture_output=True, text=True)
     assert result.stdout == '{\n  "rules' and "Traceback" not in result.stderr
+
+
+def test_each_rule_set_selects_as_its_matcher(tmp_path: Path) -> None:
+    from modmatch import automodel, megatron_bridge
+    from modmatch.peft import PeftMatcher
+
+    modules = list(SHAPES["llama-3.1-405b"].modules())
+    linear, other = nn.Linear(1, 1), nn.ReLU()
+    targets = ["q_proj", "*.layers.1.*", "*.mlp.*_proj"]
+    args = [arg for target in targets for arg in ("-t", target)]
+
+    def split_call(matcher: Any, only_linear: bool = False) -> list[str]:
+        chosen = []
+        for name, is_linear in modules:
+            prefix, _, short = name.rpartition(".")
+            if (is_linear or not only_linear) and matcher.match(
+                linear if is_linear else other, short, prefix
+            ):
+                chosen.append(name)
+        return chosen
+
+    auto = automodel.ModuleMatcher(target_modules=targets)
+    expected = {
+        "megatron-bridge": split_call(megatron_bridge.ModuleMatcher(target_modules=targets)),
+        # Automodel asks only about Linear modules, passing the full name.
+        "automodel": [
+            name for name, is_linear in modules if is_linear and auto.match(linear, name)
+        ],
+        "peft": [name for name, _ in modules if name and PeftMatcher(targets).match(name)],
+    }
+    for rules, names in expected.items():
+        result = run("--model", "llama-3.1-405b", "--rules", rules, *args, "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["selected_names"] == names, rules
+    # The call can be overridden: Automodel's rules with the seed's split call.
+    split = run(
+        "--model", "llama-3.1-405b", "--rules", "automodel", "--call", "split", *args, "--json"
+    )
+    assert json.loads(split.stdout)["selected_names"] == split_call(auto, only_linear=True)
+
+
+def test_a_bare_target_under_the_full_name_call_gets_the_pattern_that_works() -> None:
+    result = run(
+        "--model", "llama-3.1-405b", "--rules", "automodel", "-t", "q_proj", "-t", "lm_head"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "rules: automodel, called as match(module, full name)" in result.stdout
+    assert "'*.q_proj' selects the modules named q_proj" in result.stdout
+    assert "selected 1 modules:\n  lm_head\n" in result.stdout  # a top-level name is its full name
+
+
+def test_defaults_are_said() -> None:
+    result = run("--model", "megatron-gpt", "--rules", "megatron-bridge", "--json")
+    document = json.loads(result.stdout)
+    assert document["defaults"] == (
+        "Megatron-Bridge's default targets: linear_qkv linear_proj linear_fc1 linear_fc2"
+    )
+    assert document["selected"] > 0
+
+
+def test_peft_config_file_and_folder(tmp_path: Path) -> None:
+    from modmatch.peft import PeftMatcher
+
+    settings = {
+        "target_modules": ["gate_proj", "q_a_proj"],
+        "exclude_modules": ["model.layers.3.mlp.shared_experts.gate_proj"],
+        "layers_to_transform": [3, 4],
+        "layers_pattern": "layers",
+        "peft_type": "LORA",
+    }
+    (tmp_path / "adapter_config.json").write_text(json.dumps(settings))
+    matcher = PeftMatcher(
+        settings["target_modules"],
+        exclude_modules=settings["exclude_modules"],
+        layers_to_transform=[3, 4],
+        layers_pattern="layers",
+    )
+    expected = [name for name, _ in SHAPES["deepseek-v3"].modules() if name and matcher.match(name)]
+    for path in (tmp_path, tmp_path / "adapter_config.json"):
+        result = run("--peft-config", str(path), "--json")
+        assert result.returncode == 0, result.stderr
+        document = json.loads(result.stdout)
+        assert (document["rules"], document["selected_names"]) == ("peft", expected)
+    flags = run(
+        "--rules", "peft", "-t", "gate_proj", "-t", "q_a_proj",
+        "-x", "model.layers.3.mlp.shared_experts.gate_proj",
+        "--layers-to-transform", "3", "--layers-to-transform", "4", "--layers-pattern", "layers",
+        "--json",
+    )  # fmt: skip
+    assert json.loads(flags.stdout)["selected_names"] == expected
+
+
+def test_rule_set_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "adapter_config.json").write_text(
+        '{"target_modules": ".*q_proj", "layers_to_transform": 1}'
+    )
+    cases = {
+        ("--rules", "seed", "--layers-to-transform", "1"): "--layers-to-transform is a PEFT option",
+        ("--rules", "peft", "--call", "split", "-t", "q_proj"): "PEFT always passes the full",
+        ("--rules", "peft"): "PEFT needs targets",
+        ("--rules", "automodel", "-t", "q_proj", "-x", "k_proj"): "mutually exclusive",
+        ("--rules", "megatron-bridge", "--causal-lm"): "no is_causal_lm",
+        ("--rules", "automodel", "-t", "*.q_proj("): "invalid pattern: missing )",
+        ("--peft-config", str(tmp_path)): "`layers_to_transform` cannot be used",
+        ("--peft-config", str(tmp_path / "missing")): "cannot read",
+        ("--peft-config", str(tmp_path), "--rules", "seed"): "cannot be read by --rules seed",
+    }
+    for args, message in cases.items():
+        result = run(*args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert result.stderr.startswith("modmatch: error: ") and message in result.stderr, args
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

@@ -35,3 +35,31 @@ def test_import_does_not_import_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+FRAMEWORK_MODULES = {
+    "modmatch.automodel": {"ModuleMatcher", "wildcard_match"},
+    "modmatch.megatron_bridge": {"ModuleMatcher", "wildcard_match"},
+    "modmatch.peft": {"Excluded", "PeftMatcher", "check_target_module_exists"},
+}
+
+
+def test_framework_modules_surface() -> None:
+    import importlib
+
+    for name, expected in FRAMEWORK_MODULES.items():
+        module = importlib.import_module(name)
+        assert module.__all__ == sorted(module.__all__) and set(module.__all__) == expected, name
+
+
+def test_framework_modules_import_neither_torch_nor_the_frameworks() -> None:
+    imports = "; ".join(f"import {name}" for name in FRAMEWORK_MODULES)
+    code = (
+        f"import sys; {imports}; "
+        "print(sorted(m for m in ('torch', 'peft', 'nemo_automodel', 'megatron', 'transformers') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
