@@ -153,6 +153,18 @@ def test_lists_changed_after_construction(targets: list[str], extra: str, names:
     agree()
 
 
+def test_a_pattern_the_engine_cannot_take_fails_where_automodel_does() -> None:
+    linear = MODULES[0]
+    for module in (automodel, real()):
+        # The loop stops at q_proj before it reaches the invalid pattern.
+        assert module.ModuleMatcher(target_modules=["q_proj", "layer("]).match(linear, "q_proj")
+        matcher = module.ModuleMatcher(target_modules=["q_proj"])
+        matcher.target_modules = "*_proj"  # a str set later is read by character: `*` matches
+        assert matcher.match(linear, "x") is True
+        matcher.target_modules = [5]
+        assert matcher.match(linear, 5) is True
+
+
 def test_invalid_pattern_raises_at_match_like_automodel() -> None:
     matcher = automodel.ModuleMatcher(target_modules=["*.q_proj("])
     with pytest.raises(re.error) as raised:

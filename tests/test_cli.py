@@ -13,6 +13,7 @@ from torch import nn
 
 from modmatch import reference
 from modmatch.shapes import SHAPES
+from oracles import oracle
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -234,7 +235,7 @@ def test_rule_set_errors_are_one_line(tmp_path: Path) -> None:
     cases = {
         ("--rules", "seed", "--layers-to-transform", "1"): "--layers-to-transform is a PEFT option",
         ("--rules", "peft", "--call", "split", "-t", "q_proj"): "PEFT always passes the full",
-        ("--rules", "peft"): "PEFT needs targets",
+        ("--rules", "peft"): "no target_modules: PEFT would fill in its own defaults",
         ("--rules", "automodel", "-t", "q_proj", "-x", "k_proj"): "mutually exclusive",
         ("--rules", "megatron-bridge", "--causal-lm"): "no is_causal_lm",
         ("--rules", "automodel", "-t", "*.q_proj("): "invalid pattern: missing )",
@@ -247,3 +248,44 @@ def test_rule_set_errors_are_one_line(tmp_path: Path) -> None:
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert result.stderr.startswith("modmatch: error: ") and message in result.stderr, args
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_peft_all_linear_on_a_built_model_is_what_peft_wraps(tmp_path: Path) -> None:
+    transformers = oracle("transformers")
+    real = oracle("peft")
+    import torch
+
+    settings = {"model_type": "gpt2", "n_embd": 8, "n_layer": 2, "n_head": 2, "vocab_size": 32}
+    (tmp_path / "config.json").write_text(json.dumps(settings))
+    result = run(
+        "--rules",
+        "peft",
+        "--all-linear",
+        "--hf-config",
+        str(tmp_path / "config.json"),
+        "--json",
+        "--strict",
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["patterns"] == [] and document["unmatched_patterns"] == []
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(
+            transformers.AutoConfig.for_model(**settings)
+        )
+    adapted = real.get_peft_model(model, real.LoraConfig(target_modules="all-linear"))
+    wrapped = [
+        name.removeprefix("base_model.model.")
+        for name, module in adapted.named_modules()
+        if hasattr(module, "lora_A")
+    ]
+    assert wrapped and document["selected_names"] == wrapped  # Conv1D layers included
+
+
+def test_megatron_bridge_asks_as_its_walk() -> None:
+    result = run("--model", "megatron-gpt", "--rules", "megatron-bridge", "-t", "*", "--json")
+    names = json.loads(result.stdout)["selected_names"]
+    assert "" not in names and len(names) == len(list(SHAPES["megatron-gpt"].modules())) - 1
+    both = run("--rules", "megatron-bridge", "-t", "linear_qkv", "-x", "linear_proj")
+    assert both.returncode == 2 and "cannot be combined" in both.stderr
+    assert both.stderr.count("\n") == 1

@@ -11,14 +11,15 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from .errors import PatternError
 from .namerule import NameRule
 from .patternset import PatternSet
 from .recompiling import Recompiling
 from .reference import automodel as reference
-from .syntax import AUTOMODEL, as_framework
+from .syntax import AUTOMODEL, quietly
 
 __all__ = ["ModuleMatcher", "wildcard_match"]
 
@@ -37,14 +38,19 @@ def _linear_types() -> tuple[type, ...]:
     return (nn.Linear, te.Linear)
 
 
-def _compile(patterns: Sequence[str]) -> NameRule:
-    with as_framework(AUTOMODEL):
-        return NameRule(patterns, AUTOMODEL)
+def _compile(patterns: Sequence[str]) -> NameRule | None:
+    """The patterns on the engine; None where only Automodel's own loop answers exactly: an
+    invalid pattern fails there only when the loop reaches it, and a str is read by character."""
+    try:
+        with quietly():  # Automodel runs every pattern on re, and never warns of one
+            return NameRule(patterns, AUTOMODEL)
+    except (PatternError, TypeError):
+        return None
 
 
 @functools.lru_cache(maxsize=1000)
 def _compiled(pattern: str) -> PatternSet:
-    with as_framework(AUTOMODEL):
+    with quietly():
         return PatternSet([pattern], cache_size=0, syntax=AUTOMODEL)
 
 
@@ -52,7 +58,10 @@ def wildcard_match(pattern: str, key: str | None) -> bool:
     """Whether ``pattern`` matches ``key`` as Automodel 0.7.0 reads it; False for a None key."""
     if key is None:
         return False
-    return _compiled(pattern).match(key)
+    try:
+        return _compiled(pattern).match(key)
+    except (PatternError, TypeError):
+        return reference.wildcard_match(pattern, key)  # Automodel's own error, and message
 
 
 @dataclass
@@ -65,23 +74,32 @@ class ModuleMatcher(reference.ModuleMatcher):
     """
 
     _logger: ClassVar[logging.Logger] = logger
-    _targets: Recompiling[NameRule] = field(
-        default_factory=lambda: Recompiling(_compile), init=False, repr=False, compare=False
-    )
-    _excludes: Recompiling[NameRule] = field(
-        default_factory=lambda: Recompiling(_compile), init=False, repr=False, compare=False
-    )
 
     def match(self, m: Any, name: str | None = None, prefix: str | None = None) -> bool:
         """Whether the module gets an adapter; Automodel passes the full name and no prefix."""
         full_name = f"{prefix}.{name}" if prefix else name
+        if not (full_name is None or type(full_name) is str):
+            return super().match(m, name, prefix)  # re's own error for a name that is not a str
         if self.match_all_linear and isinstance(m, _linear_types()):
             return True
+        targets, excludes = self._rules()
         if self.target_modules:
             assert not self.exclude_modules, (
                 "`exclude_modules` must be empty when `target_modules` is used."
             )
-            return self._targets.get(self.target_modules).matches(name, full_name)
-        return not self._excludes.get(self.exclude_modules).matches(name, full_name) and isinstance(
-            m, _linear_types()
-        )
+            rule = targets.get(self.target_modules)
+            return super().match(m, name, prefix) if rule is None else rule.matches(name, full_name)
+        rule = excludes.get(self.exclude_modules)
+        if rule is None:
+            return super().match(m, name, prefix)
+        return not rule.matches(name, full_name) and isinstance(m, _linear_types())
+
+    def _rules(self) -> tuple[Recompiling[NameRule | None], Recompiling[NameRule | None]]:
+        """The target and exclude lists compiled, kept beside the dataclass's own fields."""
+        rules = self.__dict__.get("_modmatch_rules")
+        if rules is None:
+            rules = self.__dict__["_modmatch_rules"] = (
+                Recompiling(_compile),
+                Recompiling(_compile),
+            )
+        return rules

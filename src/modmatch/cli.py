@@ -242,11 +242,7 @@ def _hf_model(path: str) -> Model:
     return Model(
         [(name, isinstance(module, torch.nn.Linear)) for name, module in named],
         next((name for name, module in named if module is output), None),
-        [
-            f"{name}.{parameter}"
-            for name, module in named
-            for parameter, _ in module.named_parameters(recurse=False)
-        ],
+        model,
     )
 
 
@@ -304,6 +300,9 @@ def _write_json(
     }
     if hints:
         document["full_name_hints"] = hints
+    notes = rules.notes(model)
+    if notes:
+        document["notes"] = notes
     parameters = rules.selected_parameters(model)
     if parameters is not None:
         document["selected_parameters"] = parameters
@@ -340,6 +339,8 @@ def _write_text(
     print(f"rules: {rules.name}, called as {call}", file=out)
     if rules.defaults_used:
         print(f"no targets given: {rules.defaults_used}", file=out)
+    for note in rules.notes(model):
+        print(f"note: {note}", file=out)
     print(f"selected {len(selected):,} modules:", file=out)
     for line in fold(selected):
         print(f"  {line}" + (f"  x{line.count:,}" if line.count > 1 else ""), file=out)

@@ -15,7 +15,8 @@ __all__ = ["NameRule"]
 
 class NameRule:
     """One list of patterns, each matching a module whose short name equals it or whose full
-    name it matches: the rule of the seed, Automodel and Megatron-Bridge alike."""
+    name it matches: the rule of the seed and of Automodel (Megatron-Bridge's too, which needs
+    the first such pattern in list order and keeps its own loop for that)."""
 
     __slots__ = ("_matches_full_name", "_names", "_patterns", "_set")
 

@@ -4,6 +4,8 @@
 Answers are PEFT's (reference: :mod:`modmatch.reference.peft`) without importing PEFT: a str
 is a regex the whole key must match (on RE2, or on ``re`` where only ``re`` can run it), list
 entries are literal dotted suffixes, looked up in a hash set, and every answer is cached per key.
+Patterns the engine cannot take (an invalid regex, an entry that is not a str) are answered by
+the reference, which fails, as PEFT does, only on the keys that reach them.
 """
 
 from __future__ import annotations
@@ -12,54 +14,59 @@ import operator
 import re
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
+from .errors import PatternError
 from .patternset import DEFAULT_CACHE_SIZE, PatternSet
+from .reference import peft as reference
 from .reference.peft import Excluded
 from .suffixset import SuffixSet
-from .syntax import MODULES_TO_SAVE, REGEX, as_framework
+from .syntax import MODULES_TO_SAVE, REGEX, quietly
 
 __all__ = ["Excluded", "PeftMatcher", "check_target_module_exists"]
 
-_EXCLUDED = Excluded()
 _UNSEEN = object()
-# The attributes of a PEFT config that decide a key, in the order PEFT reads them.
-_CONFIG_FIELDS = (
+# What a PeftMatcher holds, in its constructor's order.
+_FIELDS = (
+    "target_modules",
     "exclude_modules",
     "modules_to_save",
-    "target_modules",
-    "target_parameters",
     "layers_to_transform",
     "layers_pattern",
+    "target_parameters",
+    "task_type",
 )
 _ALL_LINEAR = "all-linear"
 _SEQ_CLS_HEADS = ("classifier", "score")
+# PEFT shortens a target list this long before matching (MIN_TARGET_MODULES_FOR_OPTIMIZATION).
+_SHORTENED_FROM = 20
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """A config's patterns on the engine."""
+
+    excludes: PatternSet | SuffixSet | None
+    to_save: PatternSet | None
+    targets: PatternSet | SuffixSet | None
+    layers: Any  # layers_to_transform when the layer filter is on, else None
 
 
 class PeftMatcher:
-    """PEFT's decision for each module key, with every pattern compiled once.
+    """PEFT's decision for each module key, with every pattern compiled once; immutable.
 
     ``match(key)`` answers as ``check_target_module_exists`` does; ``select(model)`` lists the
-    modules PEFT adapts (``"all-linear"`` expanded as PEFT expands it) and
-    ``select_parameters(model)`` the ``module.parameter`` names ``target_parameters`` picks.
+    modules ``get_peft_model`` adapts and ``select_parameters(model)`` the ``module.parameter``
+    names ``target_parameters`` picks.
     """
 
-    __slots__ = (
-        "_cache",
-        "_excludes",
-        "_layer_regexes",
-        "_layers",
-        "_targets",
-        "_to_save",
-        "_unset_targets",
-        "exclude_modules",
-        "layers_pattern",
-        "layers_to_transform",
-        "modules_to_save",
-        "target_modules",
-        "target_parameters",
-        "task_type",
-    )
+    __slots__ = ("_cache", "_excluded", "_rules", "_settings")
+    _cache: dict[str, bool | Excluded | None]
+    _excluded: Excluded  # or PEFT's own marker class, falsy the same way
+    _rules: _Rules | None
+    _settings: SimpleNamespace
 
     def __init__(
         self,
@@ -72,52 +79,45 @@ class PeftMatcher:
         target_parameters: Iterable[str] | None = None,
         task_type: str | None = None,
     ) -> None:
-        self.target_modules = target_modules
-        self.exclude_modules = exclude_modules
-        self.modules_to_save = modules_to_save
-        self.layers_to_transform = layers_to_transform
-        self.layers_pattern = layers_pattern
-        self.target_parameters = target_parameters
-        self.task_type = task_type
-        self._excludes = _compiled_rule(exclude_modules) if exclude_modules else None
-        self._to_save = None
-        if modules_to_save:
-            with as_framework(MODULES_TO_SAVE):
-                self._to_save = PatternSet(list(modules_to_save), syntax=MODULES_TO_SAVE)
-        # PEFT answers False for every key when only parameters are targeted.
-        self._unset_targets = target_modules is None and target_parameters is not None
-        self._targets = None if target_modules is None else _compiled_rule(target_modules)
-        layers: Any = layers_to_transform
-        using_layers = layers is not None and (
-            len(layers) != 0 if isinstance(layers, list) else True
+        settings = SimpleNamespace(
+            target_modules=target_modules,
+            exclude_modules=exclude_modules,
+            modules_to_save=modules_to_save,
+            layers_to_transform=layers_to_transform,
+            layers_pattern=layers_pattern,
+            target_parameters=target_parameters,
+            task_type=task_type,
         )
-        self._layers = layers if using_layers else None
-        self._layer_regexes = _layer_regexes(layers_pattern)
-        self._cache: dict[str, bool | Excluded | None] = {}
+        object.__setattr__(self, "_settings", settings)
+        object.__setattr__(self, "_rules", _compiled(settings))
+        object.__setattr__(self, "_excluded", _excluded_marker())
+        object.__setattr__(self, "_cache", {})
 
     @classmethod
     def from_config(cls, config: Any) -> PeftMatcher:
         """The matcher for a ``peft.LoraConfig``, or any object with its attributes."""
         return cls(
             config.target_modules,
-            exclude_modules=getattr(config, "exclude_modules", None),
-            modules_to_save=getattr(config, "modules_to_save", None),
-            layers_to_transform=getattr(config, "layers_to_transform", None),
-            layers_pattern=getattr(config, "layers_pattern", None),
-            target_parameters=getattr(config, "target_parameters", None),
-            task_type=getattr(config, "task_type", None),
+            **{name: getattr(config, name, None) for name in _FIELDS[1:]},
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _FIELDS:
+            return getattr(self._settings, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(
+            f"PeftMatcher is immutable: build a new one (or use with_targets) to change {name}"
         )
 
     def match(self, key: str) -> bool | Excluded | None:
-        """True when PEFT adapts the module ``key``; an :class:`Excluded` (falsy) when its
-        excludes or ``modules_to_save`` rule it out; False or None (as PEFT) otherwise.
-
-        Where PEFT returns the ``re.Match`` of a str target, this returns True.
-        """
-        try:
-            found = self._cache.get(key, _UNSEEN)
-        except TypeError:  # unhashable
-            raise TypeError(f"key must be a str, got {type(key).__name__}: {key!r}") from None
+        """True when PEFT adapts the module ``key``; a falsy excluded marker (PEFT's own
+        ``_ExcludedModule`` when PEFT is loaded) when its excludes or ``modules_to_save`` rule
+        it out; False or None, as PEFT, otherwise. Where PEFT returns a ``re.Match``, True."""
+        if type(key) is not str:
+            return self._by_reference(key)  # PEFT's own errors, or its answer
+        found = self._cache.get(key, _UNSEEN)
         if found is _UNSEEN:
             if len(self._cache) >= DEFAULT_CACHE_SIZE:
                 self._cache.clear()  # emptied when full, as PatternSet's caches are
@@ -125,45 +125,45 @@ class PeftMatcher:
         return found  # type: ignore[return-value]
 
     def _decide(self, key: str) -> bool | Excluded | None:
-        if self._excludes is not None and self._excludes.match(key):
-            return _EXCLUDED
-        if self._to_save is not None and self._to_save.match(key):
-            return _EXCLUDED
-        targets = self._targets
+        rules = self._rules
+        if rules is None:
+            return self._by_reference(key)
+        if rules.excludes is not None and rules.excludes.match(key):
+            return self._excluded
+        if rules.to_save is not None and rules.to_save.match(key):
+            return self._excluded
+        targets = rules.targets
         if targets is None:
-            if self._unset_targets:
-                return False
-            # PEFT fails here too, testing `key in None`.
-            raise TypeError("target_modules is None and target_parameters is None")
+            return False  # only parameters are targeted
         if isinstance(targets, PatternSet):
             return targets.match(key) or None  # PEFT: a Match, or None
         if targets.equals(key):
             return True  # an exact full name skips the layer filter
         found = targets.ends_with(key)
-        if not found or self._layers is None:
+        if not found or rules.layers is None:
             return found
-        index = self._layer_index(key)
+        index = reference.layer_index(key, self._settings.layers_pattern)
         if index is None:
             return False
-        layers = self._layers
-        return index == layers if isinstance(layers, int) else index in layers
+        return index == rules.layers if isinstance(rules.layers, int) else index in rules.layers
 
-    def _layer_index(self, key: str) -> int | None:
-        # The first regex that matches decides, as in PEFT; the index is its first number.
-        for regex in self._layer_regexes:
-            found = regex.match(key)
-            if found is not None:
-                return int(found["idx"])
-        return None
+    def _by_reference(self, key: Any) -> bool | Excluded | None:
+        found = reference.check_target_module_exists(self._settings, key)
+        if isinstance(found, Excluded):
+            return self._excluded
+        return True if isinstance(found, re.Match) else found
 
     def explain(self, key: str) -> tuple[str, Any]:
         """Which of PEFT's rules decides ``key``, and the entry (or regex) that decided it."""
         found = self.match(key)
-        if isinstance(found, Excluded):
-            if self._excludes is not None and self._excludes.match(key):
-                return "excluded", _first_entry(self._excludes, key)
-            return "in modules_to_save", _first_entry(self._to_save, key)  # type: ignore[arg-type]
-        targets = self._targets
+        rules = self._rules
+        if rules is None:
+            return "PEFT's rules on re (a pattern the engine cannot take)", None
+        if found is self._excluded:
+            if rules.excludes is not None and rules.excludes.match(key):
+                return "excluded", _first_entry(rules.excludes, key)
+            return "in modules_to_save", _first_entry(rules.to_save, key)  # type: ignore[arg-type]
+        targets = rules.targets
         if targets is None:
             return "no target_modules", None
         entry = _first_entry(targets, key)
@@ -175,15 +175,36 @@ class PeftMatcher:
             return "no target entry", None
         if not found:
             return "layer index not in layers_to_transform", entry
-        return "target entry" + (", layer index kept" if self._layers is not None else ""), entry
+        return "target entry" + (", layer index kept" if rules.layers is not None else ""), entry
+
+    def for_model(self, model: Any) -> PeftMatcher:
+        """This matcher as ``get_peft_model`` applies it to ``model``: ``"all-linear"`` expanded
+        to the model's Linear and Conv1D modules but the output layer, and a target list of 20
+        or more entries shortened to the suffixes that tell its modules apart, as PEFT does
+        (which makes full names go through the layer filter)."""
+        names = [name for name, _ in model.named_modules()]
+        linear = _all_linear_names(model, self.task_type) if self.all_linear else set()
+        return self.as_applied(names, linear)
+
+    @property
+    def all_linear(self) -> bool:
+        """Whether the targets are PEFT's ``"all-linear"`` (any case)."""
+        targets = self.target_modules
+        return isinstance(targets, str) and targets.lower() == _ALL_LINEAR
+
+    def as_applied(self, names: list[str], all_linear: set[str]) -> PeftMatcher:
+        """:meth:`for_model` for a model known by its module ``names``, where ``all_linear``
+        is what ``"all-linear"`` stands for in it."""
+        targets = all_linear if self.all_linear else self.target_modules
+        targets = _shortened(targets, names)
+        return self if targets is self.target_modules else self.with_targets(targets)
 
     def select(self, model: Any) -> list[str]:
-        """Names of the modules of ``model`` that PEFT adapts, in ``named_modules()`` order."""
-        modules = list(model.named_modules())
-        matcher = self
-        if isinstance(self.target_modules, str) and self.target_modules.lower() == _ALL_LINEAR:
-            matcher = self._with_targets(_all_linear_names(model, modules, self.task_type))
-        return [name for name, _ in modules if name and matcher.match(name)]
+        """Names of the modules ``get_peft_model`` adapts on ``model``, in ``named_modules()``
+        order. PEFT's own default targets for ``target_modules=None`` are not known here, and
+        a module LoRA cannot wrap is listed where PEFT raises."""
+        match = self.for_model(model).match
+        return [name for name, _ in model.named_modules() if name and match(name)]
 
     def select_parameters(self, model: Any) -> list[str]:
         """The ``module.parameter`` names ``target_parameters`` selects, as PEFT matches them."""
@@ -197,24 +218,48 @@ class PeftMatcher:
             if wanted.match(key := f"{module_name}.{parameter_name}")
         ]
 
-    def _with_targets(self, target_modules: set[str]) -> PeftMatcher:
-        return PeftMatcher(
-            target_modules,
-            exclude_modules=self.exclude_modules,
-            modules_to_save=self.modules_to_save,
-            layers_to_transform=self.layers_to_transform,
-            layers_pattern=self.layers_pattern,
-            target_parameters=self.target_parameters,
-            task_type=self.task_type,
-        )
+    def with_targets(self, target_modules: str | Iterable[str] | None) -> PeftMatcher:
+        """The same matcher with other ``target_modules``."""
+        settings = vars(self._settings)
+        return PeftMatcher(target_modules, **{name: settings[name] for name in _FIELDS[1:]})
 
     def __repr__(self) -> str:
         fields = ", ".join(
-            f"{name}={getattr(self, name)!r}"
-            for name in ("target_modules", *_CONFIG_FIELDS[:2], *_CONFIG_FIELDS[3:], "task_type")
-            if getattr(self, name) is not None
+            f"{name}={value!r}" for name, value in vars(self._settings).items() if value is not None
         )
         return f"PeftMatcher({fields})"
+
+
+def _compiled(settings: SimpleNamespace) -> _Rules | None:
+    """The config on the engine; None where only PEFT's own loop answers it exactly."""
+    if settings.target_modules is None and settings.target_parameters is None:
+        return None  # PEFT fails on `key in None`, for the keys that get that far
+    try:
+        with quietly():  # PEFT runs every pattern on re, and never warns of one
+            to_save = settings.modules_to_save
+            return _Rules(
+                _rule(settings.exclude_modules) if settings.exclude_modules else None,
+                PatternSet(list(to_save), syntax=MODULES_TO_SAVE) if to_save else None,
+                None if settings.target_modules is None else _rule(settings.target_modules),
+                _layer_filter(settings.layers_to_transform),
+            )
+    except (PatternError, TypeError):
+        # An invalid regex, or an entry that is not a str: PEFT fails (or formats the entry)
+        # only when it reaches it, key by key.
+        return None
+
+
+def _rule(patterns: str | Iterable[str]) -> PatternSet | SuffixSet:
+    """A str is one regex for the whole key; anything else is a collection of literal entries."""
+    if isinstance(patterns, str):
+        return PatternSet([patterns], syntax=REGEX)
+    return SuffixSet(patterns)
+
+
+def _layer_filter(layers: Any) -> Any:
+    """``layers_to_transform`` where PEFT filters by layer index: not None, and not ``[]``."""
+    using = layers is not None and (len(layers) != 0 if isinstance(layers, list) else True)
+    return layers if using else None
 
 
 def _first_entry(rule: PatternSet | SuffixSet, key: str) -> Any:
@@ -224,33 +269,26 @@ def _first_entry(rule: PatternSet | SuffixSet, key: str) -> Any:
     return rule.patterns[hits[0]] if hits else None
 
 
-def _compiled_rule(patterns: str | Iterable[str]) -> PatternSet | SuffixSet:
-    """A str is one regex for the whole key; anything else is a collection of literal entries."""
-    if isinstance(patterns, str):
-        with as_framework(REGEX):
-            return PatternSet([patterns], syntax=REGEX)
-    return SuffixSet(patterns)
+def _excluded_marker() -> Any:
+    """PEFT's own marker class when PEFT is loaded, since its ``inject_adapter`` tells excluded
+    keys by that class; otherwise modmatch's, which is falsy the same way."""
+    tuners = sys.modules.get("peft.tuners.tuners_utils")
+    return Excluded() if tuners is None else tuners._ExcludedModule()
 
 
-def _layer_regexes(layers_pattern: Any) -> tuple[re.Pattern[str], ...]:
-    """PEFT's regexes for the layer index: lazy, so an expert index after it is not taken."""
-    if layers_pattern is None or len(layers_pattern) == 0:
-        return (re.compile(r".*?\.[^.]*\.(?P<idx>\d+)\."),)
-    patterns = [layers_pattern] if isinstance(layers_pattern, str) else layers_pattern
-    return tuple(re.compile(rf"(?:^|.*?\.){p}\.(?P<idx>\d+)\.") for p in patterns)
-
-
-def _all_linear_names(model: Any, modules: list[tuple[str, Any]], task_type: Any) -> set[str]:
+def _all_linear_names(model: Any, task_type: Any) -> set[str]:
     """What PEFT puts in place of ``"all-linear"``: every Linear/Conv1D but the output layer."""
     from torch import nn
 
+    modules = list(model.named_modules())
     linear: tuple[type, ...] = (nn.Linear,)
     pytorch_utils = sys.modules.get("transformers.pytorch_utils")
     if pytorch_utils is not None:  # a model holding transformers' Conv1D has imported it
         linear += (pytorch_utils.Conv1D,)
     names = {name for name, module in modules if isinstance(module, linear)}
-    if not _is_pretrained(model):
-        return names
+    modeling = sys.modules.get("transformers.modeling_utils")
+    if modeling is None or not isinstance(model, modeling.PreTrainedModel):
+        return names  # PEFT trims only a transformers model
     output = model.get_output_embeddings()
     heads = [output] if output is not None else []
     if output is None and str(getattr(task_type, "value", task_type)) == "SEQ_CLS":
@@ -261,17 +299,42 @@ def _all_linear_names(model: Any, modules: list[tuple[str, Any]], task_type: Any
     return names
 
 
-def _is_pretrained(model: Any) -> bool:
-    """Whether ``model`` is a transformers ``PreTrainedModel`` (PEFT only trims those)."""
-    modeling = sys.modules.get("transformers.modeling_utils")
-    return modeling is not None and isinstance(model, modeling.PreTrainedModel)
+def _shortened(targets: Any, names: list[str]) -> Any:
+    """PEFT's shortening of a long target list (``_find_minimal_target_modules``): the fewest
+    dotted suffixes that select the same modules among ``names``, or the list unchanged."""
+    if not isinstance(targets, (list, set)) or len(targets) < _SHORTENED_FROM:
+        return targets
+    if "" in targets:
+        raise ValueError("target_modules should not contain an empty string.")
+    selected = SuffixSet(targets)
+    others = {suffix for name in names if not selected.match(name) for suffix in _suffixes(name)}
+    required: set[str] = set()
+    # PEFT goes through the entries ordered by their suffix lists, shortest suffix first.
+    for suffixes in sorted(_suffixes(entry) for entry in set(targets)):
+        for suffix in suffixes:
+            if suffix in required or suffix in others:
+                continue
+            # Not yet covered by a shorter suffix already kept (one of the entry's own).
+            if required.isdisjoint(suffixes[:-1]):
+                required.add(suffix)
+                break
+    shorter = required or set(targets)
+    return shorter if len(shorter) < len(targets) else targets
 
 
+def _suffixes(name: str) -> list[str]:
+    """The dotted suffixes of ``name``, shortest first, ``name`` itself last."""
+    parts = name.split(".")
+    return [".".join(parts[i:]) for i in range(len(parts))][::-1]
+
+
+# Compiled matchers per config object (kept while the config is alive, at most 64 configs).
 _BY_CONFIG_SIZE = 64
+_CONFIG_FIELDS = _FIELDS[:6]
 _CONTAINERS = (list, set, dict)
 
 
-class _Compiled:
+class _ConfigMatcher:
     """A config's matcher, with the fields it was compiled from and how to read them again."""
 
     __slots__ = ("config", "fields", "matcher", "read", "sized", "sizes")
@@ -301,7 +364,7 @@ def _read_with_defaults(config: Any) -> tuple[Any, ...]:
     return tuple(getattr(config, name, None) for name in _CONFIG_FIELDS)
 
 
-_BY_CONFIG: dict[int, _Compiled] = {}
+_BY_CONFIG: dict[int, _ConfigMatcher] = {}
 
 
 def check_target_module_exists(config: Any, key: str) -> bool | Excluded | None:
@@ -315,5 +378,5 @@ def check_target_module_exists(config: Any, key: str) -> bool | Excluded | None:
     if compiled is None or not compiled.fresh(config):
         if len(_BY_CONFIG) >= _BY_CONFIG_SIZE:
             _BY_CONFIG.clear()
-        compiled = _BY_CONFIG[id(config)] = _Compiled(config)
+        compiled = _BY_CONFIG[id(config)] = _ConfigMatcher(config)
     return compiled.matcher.match(key)

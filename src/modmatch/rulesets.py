@@ -61,9 +61,10 @@ class Model:
     """Module names in ``named_modules()`` order, which are Linear, and the output layer."""
 
     modules: list[tuple[str, bool]]
+    # Where only names are known, the module PEFT's "all-linear" leaves out is taken to be this.
     output_embedding: str | None = "lm_head"
-    # ``module.parameter`` names, where the model itself was built (not from a names list).
-    parameters: list[str] | None = None
+    # The model itself, where it was built (--hf-config).
+    module: Any = None
 
 
 class RuleSet:
@@ -93,6 +94,10 @@ class RuleSet:
         model's parameters are known."""
         return None
 
+    def notes(self, model: Model) -> list[str]:
+        """What the preview could not show on this model."""
+        return []
+
     def asked(self, model: Model) -> list[str]:
         """The names the framework asks its matcher about."""
         return [name for name, _ in model.modules]
@@ -104,20 +109,19 @@ def _modules() -> tuple[Any, Any]:
     return nn.Linear(1, 1, device="meta"), nn.Identity()
 
 
-def _arguments(name: str, call: str) -> tuple[str, str | None]:
-    """``(name, prefix)`` as the framework passes them to ``match``."""
-    if call == "full-name":
-        return name, None
-    prefix, _, short = name.rpartition(".")
-    return short, prefix
-
-
 class _NameRuleSet(RuleSet):
     """The seed, Automodel and Megatron-Bridge: a ``ModuleMatcher`` whose patterns select a
     module by the name passed to ``match`` or by its full name."""
 
     def __init__(self, name: str, matcher: Any, call: str, syntax: Syntax) -> None:
         self.name, self.matcher, self.call, self._syntax = name, matcher, call, syntax
+
+    def arguments(self, name: str) -> tuple[str | None, str | None]:
+        """``(name, prefix)`` as the framework passes them to ``match``."""
+        if self.call == "full-name":
+            return name, None
+        prefix, _, short = name.rpartition(".")
+        return short, prefix
 
     @property
     def patterns(self) -> list[str]:
@@ -130,7 +134,7 @@ class _NameRuleSet(RuleSet):
         return [
             name
             for name, is_linear in model.modules
-            if name in asked and match(linear if is_linear else other, *_arguments(name, self.call))
+            if name in asked and match(linear if is_linear else other, *self.arguments(name))
         ]
 
     def selects(self) -> Callable[[str], Iterable[int]]:
@@ -143,7 +147,7 @@ class _NameRuleSet(RuleSet):
             return Verdict(False, f"not asked: {self.name} asks only about Linear modules")
         linear, other = _modules()
         module = linear if is_linear else other
-        short, prefix = _arguments(name, self.call)
+        short, prefix = self.arguments(name)
         result = self.matcher.match(module, short, prefix)
         decided = None
         for index in sorted(set(self.selects()(name))):
@@ -161,9 +165,15 @@ class _NameRuleSet(RuleSet):
 class _SeedRuleSet(_NameRuleSet):
     def explain(self, name: str, is_linear: bool | None, model: Model) -> Verdict:
         linear, other = _modules()
-        short, prefix = _arguments(name, self.call)
+        short, prefix = self.arguments(name)
         found = self.matcher.explain(short, prefix, linear if is_linear else other)
         return Verdict(found.matched, found.rule.value, found.pattern)
+
+
+class _MegatronBridgeRuleSet(_NameRuleSet):
+    def arguments(self, name: str) -> tuple[str | None, str | None]:
+        # Megatron-Bridge's walk asks about the root with neither name nor prefix.
+        return super().arguments(name) if name else (None, None)
 
 
 class _AutomodelRuleSet(_NameRuleSet):
@@ -177,17 +187,18 @@ class _PeftRuleSet(RuleSet):
         self.name, self.call, self.matcher = "peft", "full-name", matcher
 
     def _effective(self, model: Model) -> PeftMatcher:
-        """The matcher after PEFT's expansion of ``"all-linear"`` on this model."""
-        targets = self.matcher.target_modules
-        if not (isinstance(targets, str) and targets.lower() == "all-linear"):
-            return self.matcher
+        """The matcher as ``get_peft_model`` applies it to this model."""
+        if model.module is not None:
+            return self.matcher.for_model(model.module)
         linear = {name for name, is_linear in model.modules if is_linear and name}
         linear.discard(model.output_embedding or "")
-        return self.matcher._with_targets(linear)
+        return self.matcher.as_applied([name for name, _ in model.modules], linear)
 
     @property
     def patterns(self) -> list[str]:
         targets = self.matcher.target_modules
+        if self.matcher.all_linear:
+            return []  # not a pattern: PEFT's word for every Linear module
         if isinstance(targets, str):
             return [targets]
         return list(targets or [])
@@ -217,10 +228,19 @@ class _PeftRuleSet(RuleSet):
         return Verdict(bool(found) and not isinstance(found, Excluded), rule, entry)
 
     def selected_parameters(self, model: Model) -> list[str] | None:
-        if not self.matcher.target_parameters or model.parameters is None:
+        if not self.matcher.target_parameters or model.module is None:
             return None
-        wanted = SuffixSet(self.matcher.target_parameters)
-        return [name for name in model.parameters if wanted.match(name)]
+        return self.matcher.select_parameters(model.module)
+
+    def notes(self, model: Model) -> list[str]:
+        notes = []
+        if self.matcher.target_parameters and model.module is None:
+            notes.append("target_parameters are previewed only with --hf-config")
+        if self.matcher.all_linear and model.module is None:
+            notes.append(
+                f"all-linear: {model.output_embedding!r} taken as the output layer PEFT leaves out"
+            )
+        return notes
 
 
 def rule_set(rules: str, options: Options) -> RuleSet:
@@ -261,11 +281,17 @@ def rule_set(rules: str, options: Options) -> RuleSet:
 def _megatron_bridge(options: Options, defaults: bool, call: str) -> _NameRuleSet:
     if options.causal_lm:
         raise InputError("--causal-lm: Megatron-Bridge's matcher has no is_causal_lm")
+    if options.targets and options.excludes:
+        # Megatron-Bridge asserts on this combination at the first module it is asked about.
+        raise InputError(
+            "--target and --exclude cannot be combined: "
+            "Megatron-Bridge applies excludes only without targets"
+        )
     # Megatron-Bridge reads empty target and exclude lists as "every linear layer".
     matcher = megatron_bridge.ModuleMatcher(exclude_modules=list(options.excludes or []))
     if not defaults:
         matcher.target_modules = list(options.targets or [])
-    return _NameRuleSet("megatron-bridge", matcher, call, SEED)
+    return _MegatronBridgeRuleSet("megatron-bridge", matcher, call, SEED)
 
 
 def _seed(options: Options) -> ModuleMatcher:
@@ -319,7 +345,9 @@ def _peft(options: Options) -> RuleSet:
         targets = "all-linear"
     if targets is None and not options.target_parameters:
         raise InputError(
-            "PEFT needs targets: --target, --target-regex, --all-linear or --target-parameters"
+            "no target_modules: PEFT would fill in its own defaults for the model type, which "
+            "modmatch does not know; give --target, --target-regex, --all-linear or "
+            "--target-parameters (or target_modules in --peft-config)"
         )
     # LoraConfig's own checks, with its messages.
     if isinstance(targets, str) and options.layers_to_transform is not None:

@@ -8,17 +8,16 @@ compile it like any other.
 from __future__ import annotations
 
 import contextlib
-import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .errors import FallbackWarning, PatternError
+from .errors import FallbackWarning
 from .reference.automodel import automodel_regex
 from .reference.peft import modules_to_save_regex
 from .reference.seed import seed_regex
 
-__all__ = ["AUTOMODEL", "MODULES_TO_SAVE", "REGEX", "SEED", "Syntax", "as_framework", "quietly"]
+__all__ = ["AUTOMODEL", "MODULES_TO_SAVE", "REGEX", "SEED", "Syntax", "quietly"]
 
 
 def _as_is(pattern: str) -> str:
@@ -52,15 +51,3 @@ def quietly() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FallbackWarning)
         yield
-
-
-@contextlib.contextmanager
-def as_framework(syntax: Syntax) -> Iterator[None]:
-    """Compile patterns as a framework's drop-in does: :func:`quietly`, and failing on an invalid
-    one with the very error (class, message, position) the framework's own ``re`` call raises."""
-    try:
-        with quietly():
-            yield
-    except PatternError as error:
-        re.compile(syntax.regex(error.pattern))
-        raise

@@ -48,7 +48,7 @@ def is_linear(module: Any) -> bool:
 
     try:
         import transformer_engine.pytorch as te
-    except ImportError:
+    except (ImportError, OSError):  # OSError: a TE build that does not load (CUDA mismatch)
         return isinstance(module, nn.Linear)
     return isinstance(module, (nn.Linear, te.Linear))
 
