@@ -175,6 +175,21 @@ def test_lora_configs_on_model_names_as_peft(shape: str, config: dict[str, Any])
         assert same_answer(matcher.match(key), real(lora, key)), key
 
 
+LLAMA_LINEAR = [
+    f"model.layers.{layer}.{part}"
+    for layer in range(3)
+    for part in (
+        "self_attn.q_proj",
+        "self_attn.k_proj",
+        "self_attn.v_proj",
+        "self_attn.o_proj",
+        "mlp.gate_proj",
+        "mlp.up_proj",
+        "mlp.down_proj",
+    )
+]
+
+
 def _tiny_llama() -> Any:
     transformers = oracle("transformers")
     import torch
@@ -201,6 +216,9 @@ def _tiny_llama() -> Any:
         {"target_modules": r".*\.(0|2)\.mlp\..*_proj"},
         {"target_modules": [], "target_parameters": ["mlp.down_proj.weight"]},
         {"target_modules": ["k_proj"], "target_parameters": ["o_proj.weight"]},
+        # 21 full names: PEFT shortens the list, so the layer filter applies to them after all.
+        {"target_modules": LLAMA_LINEAR, "layers_to_transform": [0]},
+        {"target_modules": LLAMA_LINEAR[:20] + ["lm_head"], "layers_to_transform": [2]},
     ],
     ids=str,
 )
