@@ -82,7 +82,7 @@ class ModuleMatcher(reference.ModuleMatcher):
             return super().match(m, name, prefix)  # re's own error for a name that is not a str
         if self.match_all_linear and isinstance(m, _linear_types()):
             return True
-        targets, excludes = self._rules()
+        targets, excludes = self.__dict__.get("_modmatch_rules") or self._new_rules()
         if self.target_modules:
             assert not self.exclude_modules, (
                 "`exclude_modules` must be empty when `target_modules` is used."
@@ -94,12 +94,8 @@ class ModuleMatcher(reference.ModuleMatcher):
             return super().match(m, name, prefix)
         return not rule.matches(name, full_name) and isinstance(m, _linear_types())
 
-    def _rules(self) -> tuple[Recompiling[NameRule | None], Recompiling[NameRule | None]]:
-        """The target and exclude lists compiled, kept beside the dataclass's own fields."""
-        rules = self.__dict__.get("_modmatch_rules")
-        if rules is None:
-            rules = self.__dict__["_modmatch_rules"] = (
-                Recompiling(_compile),
-                Recompiling(_compile),
-            )
+    def _new_rules(self) -> tuple[Recompiling[NameRule | None], Recompiling[NameRule | None]]:
+        """The target and exclude lists, compiled on first use and kept beside the dataclass's
+        own fields (so ``fields()``, ``asdict()``, equality and ``repr`` are Automodel's)."""
+        rules = self.__dict__["_modmatch_rules"] = (Recompiling(_compile), Recompiling(_compile))
         return rules
