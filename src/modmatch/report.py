@@ -18,7 +18,6 @@ __all__ = [
     "UnmatchedPatternWarning",
     "name_rule_selects",
     "report",
-    "seed_selects",
 ]
 
 _NUMBER_SEGMENT = re.compile(r"(?<=\.)[0-9]+(?=\.|$)")
@@ -71,7 +70,7 @@ def report(
     patterns = list(patterns)
     names = list(names)
     if selects is None:
-        selects = seed_selects(patterns)
+        selects = name_rule_selects(patterns, PatternSet(patterns, cache_size=0))
     counts = [0] * len(patterns)
     for name in names:
         for index in set(selects(name)):
@@ -96,17 +95,12 @@ def report(
     return result
 
 
-def seed_selects(patterns: list[str], *, split: bool = True) -> Callable[[str], list[int]]:
-    """The seed's reading: a pattern selects a name it matches whole, or equals the part of
-    the name the framework passes as ``name`` (the last segment, or with ``split`` off the
-    whole name)."""
-    return name_rule_selects(patterns, PatternSet(patterns, cache_size=0), split=split)
-
-
 def name_rule_selects(
     patterns: list[str], compiled: PatternSet, *, split: bool = True
 ) -> Callable[[str], list[int]]:
-    """A NameRule's reading with ``compiled`` as the full-name matcher: see :func:`seed_selects`."""
+    """The indices of the patterns selecting a name as a target of the seed's kind does: equal
+    to the part of the name the framework passes as ``name`` (the last segment, or with
+    ``split`` off the whole name), or ``compiled`` (the patterns, compiled) matching it whole."""
     by_text: dict[str, list[int]] = {}
     for index, pattern in enumerate(patterns):
         by_text.setdefault(pattern, []).append(index)
