@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modmatch.fold import fold, parse, unfold
+from modmatch.fold import fold, parse, to_regex, unfold
 from modmatch.shapes import SHAPES
 from strategies import NAMES
 
@@ -40,3 +42,21 @@ def test_unfold_gives_back_exactly_the_names(names: list[str]) -> None:
     lines = fold(names)
     assert sorted(unfold(lines)) == sorted(set(names))
     assert [parse(str(line)) for line in lines] == lines
+
+
+_NAME_SETS = st.lists(
+    st.one_of(NAMES, st.lists(_SEGMENTS, min_size=1, max_size=4).map(".".join)),
+    min_size=1,
+    max_size=40,
+)
+
+
+@given(_NAME_SETS, _NAME_SETS)
+def test_to_regex_fullmatches_exactly_the_names(names: list[str], others: list[str]) -> None:
+    compiled = re.compile(to_regex(fold(names)))
+    wanted = set(names)
+    # Near misses: each name with a number changed or padded, and unrelated names.
+    near = [re.sub(r"[0-9]+", lambda m: str(int(m[0]) + 1), n) for n in names]
+    near += ["0" + n for n in names] + [n + "0" for n in names] + others
+    for name in [*names, *near]:
+        assert bool(compiled.fullmatch(name)) == (name in wanted), name

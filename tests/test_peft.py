@@ -218,7 +218,7 @@ def _tiny_llama() -> Any:
         {"target_modules": ["k_proj"], "target_parameters": ["o_proj.weight"]},
         # 21 full names: PEFT shortens the list, so the layer filter applies to them after all.
         {"target_modules": LLAMA_LINEAR, "layers_to_transform": [0]},
-        {"target_modules": LLAMA_LINEAR[:20] + ["lm_head"], "layers_to_transform": [2]},
+        {"target_modules": [*LLAMA_LINEAR[:20], "lm_head"], "layers_to_transform": [2]},
     ],
     ids=str,
 )
@@ -241,3 +241,53 @@ def test_select_is_what_get_peft_model_adapts(config: dict[str, Any]) -> None:
             for name, module in adapted.named_modules()
             if hasattr(module, "parameter_name") and hasattr(module, "lora_A")
         )
+
+
+_SHAPE_NAMES = {
+    shape: [name for name, _ in SHAPES[shape].modules() if name]
+    for shape in ("mixtral-8x22b", "llama-3.1-405b", "megatron-gpt")
+}
+
+
+@st.composite
+def selections(draw: st.DrawFn) -> tuple[list[str], list[str]]:
+    """A model's names and a subset of them: ranges of layers and experts, or arbitrary picks."""
+    names = _SHAPE_NAMES[draw(st.sampled_from(sorted(_SHAPE_NAMES)))]
+    if draw(st.booleans()):
+        low, high = sorted(draw(st.lists(st.integers(0, 70), min_size=2, max_size=2)))
+        suffix = draw(st.sampled_from(["gate_proj", "q_a_proj", "w1", "linear_fc1", "mlp", ""]))
+        chosen = [
+            name
+            for name in names
+            if name.endswith(suffix)
+            and any(low <= int(part) <= high for part in name.split(".") if part.isdigit())
+        ]
+    else:
+        indices = draw(st.lists(st.integers(0, len(names) - 1), max_size=40))
+        chosen = [names[i] for i in indices]
+    return names, chosen or names[:1]
+
+
+@given(selections())
+def test_exact_target_modules_selects_exactly(case: tuple[list[str], list[str]]) -> None:
+    names, chosen = case
+    compiled = re.compile(peft.exact_target_modules(chosen, names))
+    wanted = set(chosen)
+    assert [name for name in names if compiled.fullmatch(name)] == [
+        name for name in names if name in wanted
+    ]
+
+
+def test_exact_target_modules_is_short_and_checked() -> None:
+    names = _names_of("deepseek-v3")
+    experts = [name for name in names if ".experts." in name and name.endswith(".gate_proj")]
+    regex = peft.exact_target_modules(experts, names)
+    assert len(regex) < 300 and ".*" not in regex
+    with pytest.raises(ValueError, match="not module names"):
+        peft.exact_target_modules(["model.layers.99.mlp"], names)
+    with pytest.raises(ValueError, match="nothing selected"):
+        peft.exact_target_modules([], names)
+
+
+def _names_of(shape: str) -> list[str]:
+    return [name for name, _ in SHAPES[shape].modules() if name]

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Folded", "fold", "parse", "unfold"]
+__all__ = ["Folded", "fold", "parse", "to_regex", "unfold"]
 
 # A canonical decimal: "017" is left as text, so that unfolding gives back "017".
 _NUMBER = re.compile(r"0|[1-9][0-9]*")
@@ -138,3 +139,79 @@ def unfold(lines: Iterable[Folded]) -> list[str]:
             partial = [f"{head}{joiner}{option}" for head in partial for option in options]
         names.extend(partial)
     return names
+
+
+def to_regex(lines: Iterable[Folded]) -> str:
+    """A Python regex whose full matches are exactly the names the lines stand for.
+
+    Numbers become digit ranges (``{3..60}`` is ``(?:[3-9]|[1-5][0-9]|60)``), text is escaped,
+    and lines sharing leading segments write them once. Without ``.*`` or nested repeats,
+    Python's ``re`` answers in time linear in the name.
+    """
+    trie: dict[str | None, Any] = {}
+    for line in lines:
+        node = trie
+        for segment in line.segments:
+            token = _numbers(segment) if isinstance(segment, tuple) else re.escape(segment)
+            node = node.setdefault(token, {})
+        node[None] = {}
+    if not trie:
+        raise ValueError("no names to match")
+    return _branches(trie, first=True)
+
+
+def _branches(node: dict[str | None, Any], first: bool = False) -> str:
+    dot = "" if first else r"\."
+    branches = [
+        "" if token is None else dot + token + _branches(child) for token, child in node.items()
+    ]
+    return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+
+
+def _numbers(values: tuple[int, ...]) -> str:
+    """A regex matching exactly the canonical decimals of ``values``."""
+    pieces: list[str] = []
+    runs: list[list[int]] = []
+    for value in values:
+        if runs and runs[-1][1] == value - 1:
+            runs[-1][1] = value
+        else:
+            runs.append([value, value])
+    for low, high in runs:
+        while low <= high:  # split where the number of digits changes
+            top = min(high, 10 ** len(str(low)) - 1)
+            pieces += _same_length(str(low), str(top))
+            low = top + 1
+    return pieces[0] if len(pieces) == 1 else "(?:" + "|".join(pieces) + ")"
+
+
+def _same_length(low: str, high: str) -> list[str]:
+    """Regexes for the decimals from ``low`` to ``high``, both of the same length."""
+    if low == high:
+        return [low]
+    if low[0] == high[0]:
+        return [low[0] + piece for piece in _same_length(low[1:], high[1:])]
+    # low up to its first digit's end, whole first digits in between, then up to high.
+    rest = len(low) - 1
+    head, start = (
+        ([], int(low[0]))
+        if low[1:] == "0" * rest
+        else (
+            _same_length(low, low[0] + "9" * rest),
+            int(low[0]) + 1,
+        )
+    )
+    tail, end = (
+        ([], int(high[0]))
+        if high[1:] == "9" * rest
+        else (
+            _same_length(high[0] + "0" * rest, high),
+            int(high[0]) - 1,
+        )
+    )
+    middle = [_digit(str(start), str(end)) + "[0-9]" * rest] if start <= end else []
+    return head + middle + tail
+
+
+def _digit(low: str, high: str) -> str:
+    return low if low == high else f"[{low}-{high}]"

@@ -19,13 +19,14 @@ from types import SimpleNamespace
 from typing import Any
 
 from .errors import PatternError
+from .fold import fold, to_regex
 from .patternset import DEFAULT_CACHE_SIZE, PatternSet
 from .reference import peft as reference
 from .reference.peft import Excluded
 from .suffixset import SuffixSet
 from .syntax import MODULES_TO_SAVE, REGEX, quietly
 
-__all__ = ["Excluded", "PeftMatcher", "check_target_module_exists"]
+__all__ = ["Excluded", "PeftMatcher", "check_target_module_exists", "exact_target_modules"]
 
 _UNSEEN = object()
 # What a PeftMatcher holds, in its constructor's order.
@@ -326,6 +327,26 @@ def _suffixes(name: str) -> list[str]:
     """The dotted suffixes of ``name``, shortest first, ``name`` itself last."""
     parts = name.split(".")
     return [".".join(parts[i:]) for i in range(len(parts))][::-1]
+
+
+def exact_target_modules(selected: Iterable[str], names: Iterable[str]) -> str:
+    """A regex for ``LoraConfig(target_modules=...)`` that PEFT's ``re.fullmatch`` answers
+    for exactly the ``selected`` names among the model's module ``names``.
+
+    Unlike a list, PEFT neither shortens a str nor lets it match longer names ending in it, and
+    saves it as written. Built from the folded names: layer and expert numbers become digit
+    ranges, shared leading segments are written once, and there is no ``.*`` to backtrack on.
+    """
+    chosen = list(dict.fromkeys(selected))
+    known = set(names)
+    missing = [name for name in chosen if name not in known]
+    if missing:
+        raise ValueError(
+            f"{len(missing):,} selected names are not module names, first {missing[0]!r}"
+        )
+    if not chosen:
+        raise ValueError("nothing selected: PEFT refuses a config that matches no module")
+    return to_regex(fold(chosen))
 
 
 # Compiled matchers per config object (kept while the config is alive, at most 64 configs).
