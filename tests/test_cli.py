@@ -289,3 +289,16 @@ def test_megatron_bridge_asks_as_its_walk() -> None:
     both = run("--rules", "megatron-bridge", "-t", "linear_qkv", "-x", "linear_proj")
     assert both.returncode == 2 and "cannot be combined" in both.stderr
     assert both.stderr.count("\n") == 1
+
+
+def test_emit_peft_regex_selects_what_the_preview_selects() -> None:
+    import re
+
+    args = ("--model", "mixtral-8x22b", "-t", "*.layers.1.*", "-t", "w2")
+    regex = run(*args, "--emit", "peft-regex")
+    assert regex.returncode == 0, regex.stderr
+    selected = json.loads(run(*args, "--json").stdout)["selected_names"]
+    compiled = re.compile(regex.stdout.strip())
+    names = [name for name, _ in SHAPES["mixtral-8x22b"].modules()]
+    assert [name for name in names if compiled.fullmatch(name)] == selected
+    assert run("-t", "nothing", "--emit", "peft-regex").returncode == 2

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from .errors import PatternError
 from .fold import fold
+from .peft import exact_target_modules
 from .report import Report, report
 from .rulesets import CALLS, RULES, InputError, Model, Options, RuleSet, rule_set
 from .shapes import SHAPES
@@ -50,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = time.perf_counter()
         selected = rules.selected(model)
         elapsed = time.perf_counter() - start
+        if args.emit and not selected:
+            raise InputError("nothing selected: PEFT refuses a config that matches no module")
     except (InputError, PatternError, re.error, TypeError, ValueError) as error:
         print(f"modmatch: error: {_one_line(error)}", file=sys.stderr)
         return 2
@@ -59,7 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     hints = _full_name_hints(rules, counts, model)
     explanations = [_explain(rules, name, model) for name in args.explain or ()]
     try:
-        if args.json:
+        if args.emit == "peft-regex":
+            print(exact_target_modules(selected, [name for name, _ in model.modules]))
+        elif args.json:
             _write_json(sys.stdout, rules, model, selected, counts, hints, explanations)
         else:
             _write_text(sys.stdout, args, rules, model, selected, counts, hints, explanations)
@@ -135,6 +140,12 @@ def _parser() -> argparse.ArgumentParser:
         "--explain", metavar="NAME", action="append", help="why NAME matched or not"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--emit",
+        choices=["peft-regex"],
+        help="print only this: peft-regex, a regex for PEFT's target_modules that selects "
+        "exactly the modules selected here",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 if a pattern matched nothing")
     return parser
 
