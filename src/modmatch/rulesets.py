@@ -185,14 +185,19 @@ class _AutomodelRuleSet(_NameRuleSet):
 class _PeftRuleSet(RuleSet):
     def __init__(self, matcher: PeftMatcher) -> None:
         self.name, self.call, self.matcher = "peft", "full-name", matcher
+        self._applied: tuple[Model, PeftMatcher] | None = None
 
     def _effective(self, model: Model) -> PeftMatcher:
-        """The matcher as ``get_peft_model`` applies it to this model."""
-        if model.module is not None:
-            return self.matcher.for_model(model.module)
-        linear = {name for name, is_linear in model.modules if is_linear and name}
-        linear.discard(model.output_embedding or "")
-        return self.matcher.as_applied([name for name, _ in model.modules], linear)
+        """The matcher as ``get_peft_model`` applies it to this model (worked out once)."""
+        if self._applied is None or self._applied[0] is not model:
+            if model.module is not None:
+                applied = self.matcher.for_model(model.module)
+            else:
+                linear = {name for name, is_linear in model.modules if is_linear and name}
+                linear.discard(model.output_embedding or "")
+                applied = self.matcher.as_applied([name for name, _ in model.modules], linear)
+            self._applied = (model, applied)
+        return self._applied[1]
 
     @property
     def patterns(self) -> list[str]:
