@@ -40,7 +40,12 @@ def test_import_does_not_import_torch() -> None:
 FRAMEWORK_MODULES = {
     "modmatch.automodel": {"ModuleMatcher", "wildcard_match"},
     "modmatch.megatron_bridge": {"ModuleMatcher", "wildcard_match"},
-    "modmatch.peft": {"Excluded", "PeftMatcher", "check_target_module_exists"},
+    "modmatch.peft": {
+        "Excluded",
+        "PeftMatcher",
+        "check_target_module_exists",
+        "exact_target_modules",
+    },
 }
 
 
