@@ -100,7 +100,11 @@ class RuleSet:
 
     def asked(self, model: Model) -> list[str]:
         """The names the framework asks its matcher about."""
-        return [name for name, _ in model.modules]
+        return [name for name, _ in self.asked_modules(model)]
+
+    def asked_modules(self, model: Model) -> list[tuple[str, bool]]:
+        """``(name, is Linear)`` of the modules the framework asks its matcher about."""
+        return model.modules
 
 
 def _modules() -> tuple[Any, Any]:
@@ -129,12 +133,11 @@ class _NameRuleSet(RuleSet):
 
     def selected(self, model: Model) -> list[str]:
         linear, other = _modules()
-        match = self.matcher.match
-        asked = set(self.asked(model))
+        match, arguments = self.matcher.match, self.arguments
         return [
             name
-            for name, is_linear in model.modules
-            if name in asked and match(linear if is_linear else other, *self.arguments(name))
+            for name, is_linear in self.asked_modules(model)
+            if match(linear if is_linear else other, *arguments(name))
         ]
 
     def selects(self) -> Callable[[str], Iterable[int]]:
@@ -177,9 +180,9 @@ class _MegatronBridgeRuleSet(_NameRuleSet):
 
 
 class _AutomodelRuleSet(_NameRuleSet):
-    def asked(self, model: Model) -> list[str]:
+    def asked_modules(self, model: Model) -> list[tuple[str, bool]]:
         # Automodel 0.7.0 hands only Linear modules to its matcher.
-        return [name for name, is_linear in model.modules if is_linear]
+        return [(name, is_linear) for name, is_linear in model.modules if is_linear]
 
 
 class _PeftRuleSet(RuleSet):
@@ -208,8 +211,8 @@ class _PeftRuleSet(RuleSet):
             return [targets]
         return list(targets or [])
 
-    def asked(self, model: Model) -> list[str]:
-        return [name for name, _ in model.modules if name]  # PEFT skips the root
+    def asked_modules(self, model: Model) -> list[tuple[str, bool]]:
+        return [(name, is_linear) for name, is_linear in model.modules if name]  # not the root
 
     def selected(self, model: Model) -> list[str]:
         match = self._effective(model).match
