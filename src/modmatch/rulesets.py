@@ -255,8 +255,6 @@ def rule_set(rules: str, options: Options) -> RuleSet:
     """The chosen framework's matcher for ``options``; InputError names what does not fit."""
     if rules == "peft":
         return _peft(options)
-    if options.call is not None and options.call not in CALLS:
-        raise InputError(f"--call must be one of {', '.join(CALLS)}, not {options.call!r}")
     peft_only = [
         flag
         for flag, value in (
