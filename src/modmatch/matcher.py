@@ -11,7 +11,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from .namerule import NameRule as _Rule
+from .namerule import NameRule
 from .patternset import PatternSet
 
 __all__ = ["Explanation", "ModuleMatcher", "Rule", "wildcard_match"]
@@ -113,8 +113,8 @@ class ModuleMatcher:
             raise ValueError(
                 "Expected match_all_linear to be true or target_modules/exclude_modules to be non-empty"
             )
-        object.__setattr__(self, "_targets", _Rule(targets))
-        object.__setattr__(self, "_excludes", _Rule(excludes))
+        object.__setattr__(self, "_targets", NameRule(targets))
+        object.__setattr__(self, "_excludes", NameRule(excludes))
 
     def match(self, m: Any, name: str | None = None, prefix: str | None = None) -> bool | None:
         """True or False as the seed decides; None when there are targets and none matched."""

@@ -1,7 +1,6 @@
-"""Compiled patterns for the frameworks' matchers, which are plain mutable dataclasses.
+"""Compiled patterns for Automodel's matcher, a plain mutable dataclass.
 
-Their users change ``target_modules`` after construction (Megatron-Bridge recipes do), by
-assignment or in place, so the compiled form is checked against the list at each call and
+Its users may change ``target_modules`` after construction, by assignment or in place, so the compiled form is checked against the list at each call and
 rebuilt when it differs. The check is one identity test and, for a mutable list, one C-level
 comparison that short-circuits on identical elements.
 """
