@@ -152,10 +152,8 @@ class _NameRuleSet(RuleSet):
         module = linear if is_linear else other
         short, prefix = self.arguments(name)
         result = self.matcher.match(module, short, prefix)
-        decided = None
-        for index in sorted(set(self.selects()(name))):
-            decided = self.patterns[index]
-            break
+        hits = sorted(set(self.selects()(name)))
+        decided = self.patterns[hits[0]] if hits else None
         matched = bool(result)
         if self.matcher.target_modules:
             rule = "target pattern" if matched else "no target matched"
