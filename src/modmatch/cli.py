@@ -290,6 +290,11 @@ def _explain(rules: RuleSet, name: str, model: Model) -> dict[str, Any]:
     }
 
 
+def _write_folded(out: TextIO, names: list[str]) -> None:
+    for line in fold(names):
+        print(f"  {line}" + (f"  x{line.count:,}" if line.count > 1 else ""), file=out)
+
+
 def _write_json(
     out: TextIO,
     rules: RuleSet,
@@ -317,6 +322,11 @@ def _write_json(
     parameters = rules.selected_parameters(model)
     if parameters is not None:
         document["selected_parameters"] = parameters
+    rewritten = rules.rewritten(model)
+    if rewritten is not None:
+        document["rewritten_by_peft"] = {
+            change: [str(line) for line in fold(names)] for change, names in rewritten.items()
+        }
     if explanations:
         document["explanations"] = explanations
     json.dump(document, out, indent=2)
@@ -353,13 +363,26 @@ def _write_text(
     for note in rules.notes(model):
         print(f"note: {note}", file=out)
     print(f"selected {len(selected):,} modules:", file=out)
-    for line in fold(selected):
-        print(f"  {line}" + (f"  x{line.count:,}" if line.count > 1 else ""), file=out)
+    _write_folded(out, selected)
     parameters = rules.selected_parameters(model)
     if parameters:
         print(f"selected {len(parameters):,} parameters:", file=out)
-        for line in fold(parameters):
-            print(f"  {line}" + (f"  x{line.count:,}" if line.count > 1 else ""), file=out)
+        _write_folded(out, parameters)
+    rewritten = rules.rewritten(model)
+    if rewritten and rewritten["widened"]:
+        print(
+            f"warning: PEFT's rewriting for transformers 5 adapts {len(rewritten['widened']):,} "
+            "modules the entries do not select:",
+            file=out,
+        )
+        _write_folded(out, rewritten["widened"])
+    if rewritten and rewritten["dropped"]:
+        print(
+            f"warning: PEFT's rewriting for transformers 5 drops {len(rewritten['dropped']):,} "
+            "modules the entries select:",
+            file=out,
+        )
+        _write_folded(out, rewritten["dropped"])
     if counts.patterns:
         print("patterns:", file=out)
         width = max(len(c.pattern) for c in counts.patterns)

@@ -11,7 +11,8 @@ from typing import Any
 from . import automodel, megatron_bridge
 from .matcher import ModuleMatcher
 from .patternset import PatternSet
-from .peft import Excluded, PeftMatcher
+from .peft import PeftMatcher
+from .peftpreview import Preview, preview
 from .report import name_rule_selects
 from .suffixset import SuffixSet
 from .syntax import AUTOMODEL, REGEX, SEED, Syntax
@@ -97,6 +98,11 @@ class RuleSet:
     def notes(self, model: Model) -> list[str]:
         """What the preview could not show on this model."""
         return []
+
+    def rewritten(self, model: Model) -> dict[str, list[str]] | None:
+        """What the framework adapts beyond (widened) or short of (dropped) the patterns' literal
+        selection, where it rewrites them (PEFT on transformers-5 MoE models)."""
+        return None
 
     def asked(self, model: Model) -> list[str]:
         """The names the framework asks its matcher about."""
@@ -186,19 +192,16 @@ class _AutomodelRuleSet(_NameRuleSet):
 class _PeftRuleSet(RuleSet):
     def __init__(self, matcher: PeftMatcher) -> None:
         self.name, self.call, self.matcher = "peft", "full-name", matcher
-        self._applied: tuple[Model, PeftMatcher] | None = None
+        self._previewed: tuple[Model, Preview] | None = None
 
-    def _effective(self, model: Model) -> PeftMatcher:
-        """The matcher as ``get_peft_model`` applies it to this model (worked out once)."""
-        if self._applied is None or self._applied[0] is not model:
-            if model.module is not None:
-                applied = self.matcher.for_model(model.module)
-            else:
-                linear = {name for name, is_linear in model.modules if is_linear and name}
-                linear.discard(model.output_embedding or "")
-                applied = self.matcher.as_applied([name for name, _ in model.modules], linear)
-            self._applied = (model, applied)
-        return self._applied[1]
+    def preview(self, model: Model) -> Preview:
+        """What ``get_peft_model`` does on this model (worked out once); raises Refused."""
+        if self._previewed is None or self._previewed[0] is not model:
+            names = [name for name, _ in model.modules]
+            linear = {name for name, is_linear in model.modules if is_linear and name}
+            linear.discard(model.output_embedding or "")
+            self._previewed = (model, preview(self.matcher, names, linear, model.module))
+        return self._previewed[1]
 
     @property
     def patterns(self) -> list[str]:
@@ -213,8 +216,7 @@ class _PeftRuleSet(RuleSet):
         return [(name, is_linear) for name, is_linear in model.modules if name]  # not the root
 
     def selected(self, model: Model) -> list[str]:
-        match = self._effective(model).match
-        return [name for name in self.asked(model) if match(name)]
+        return self.preview(model).wrapped
 
     def selects(self) -> Callable[[str], Iterable[int]]:
         targets = self.matcher.target_modules
@@ -228,20 +230,28 @@ class _PeftRuleSet(RuleSet):
     def explain(self, name: str, is_linear: bool | None, model: Model) -> Verdict:
         if not name:
             return Verdict(False, "not asked: PEFT skips the root module")
-        matcher = self._effective(model)
-        rule, entry = matcher.explain(name)
-        found = matcher.match(name)
-        return Verdict(bool(found) and not isinstance(found, Excluded), rule, entry)
+        previewed = self.preview(model)
+        rule, entry = previewed.applied.explain(name)
+        found = previewed.applied.match(name)
+        held = [p for p in previewed.parameters or () if p.rpartition(".")[0] == name]
+        if held and not found:
+            return Verdict(True, "holds a parameter target_parameters selects", held[0])
+        return Verdict(bool(found), rule, entry)
 
     def selected_parameters(self, model: Model) -> list[str] | None:
-        if not self.matcher.target_parameters or model.module is None:
+        if not self.preview(model).applied.target_parameters:
             return None
-        return self.matcher.select_parameters(model.module)
+        return self.preview(model).parameters
+
+    def rewritten(self, model: Model) -> dict[str, list[str]] | None:
+        """The modules PEFT's transformers-5 rewriting adds and drops, where it rewrites."""
+        previewed = self.preview(model)
+        if previewed.widened is None or previewed.dropped is None:
+            return None
+        return {"widened": previewed.widened, "dropped": previewed.dropped}
 
     def notes(self, model: Model) -> list[str]:
-        notes = []
-        if self.matcher.target_parameters and model.module is None:
-            notes.append("target_parameters are previewed only with --hf-config")
+        notes = list(self.preview(model).notes)
         if self.matcher.all_linear and model.module is None:
             notes.append(
                 f"all-linear: {model.output_embedding!r} taken as the output layer PEFT leaves out"
