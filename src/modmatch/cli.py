@@ -4,10 +4,12 @@ the rules of the seed, NeMo Automodel 0.7, Megatron-Bridge or PEFT 0.21."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -16,7 +18,8 @@ from typing import Any, TextIO
 
 from .errors import PatternError
 from .fold import fold
-from .peft import exact_target_modules
+from .peft import PeftMatcher, exact_target_modules
+from .peftpreview import preview
 from .report import Report, report
 from .rulesets import CALLS, RULES, InputError, Model, Options, RuleSet, rule_set
 from .shapes import SHAPES
@@ -51,8 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = time.perf_counter()
         selected = rules.selected(model)
         elapsed = time.perf_counter() - start
-        if args.emit and not selected:
-            raise InputError("nothing selected: PEFT refuses a config that matches no module")
+        regex = _peft_regex(rules, model, selected) if args.emit == "peft-regex" else None
     except (InputError, PatternError, re.error, TypeError, ValueError) as error:
         print(f"modmatch: error: {_one_line(error)}", file=sys.stderr)
         return 2
@@ -62,8 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     hints = _full_name_hints(rules, counts, model)
     explanations = [_explain(rules, name, model) for name in args.explain or ()]
     try:
-        if args.emit == "peft-regex":
-            print(exact_target_modules(selected, [name for name, _ in model.modules]))
+        if regex is not None:
+            print(regex)
         elif args.json:
             _write_json(sys.stdout, rules, model, selected, counts, hints, explanations)
         else:
@@ -78,6 +80,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader left (`modmatch ... | head`): stop quietly, as other commands do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 1 if args.strict and counts.unmatched else 0
+
+
+def _peft_regex(rules: RuleSet, model: Model, selected: list[str]) -> str:
+    """What ``--emit peft-regex`` prints: the selected modules (not the holders of selected
+    parameters, which stay in target_parameters) as one regex; warns where PEFT will not apply
+    it as written."""
+    holders = {parameter.rpartition(".")[0] for parameter in rules.selected_parameters(model) or ()}
+    modules = [name for name in selected if name not in holders]
+    if not modules:
+        raise InputError("no module selected: PEFT refuses a target_modules that matches nothing")
+    names = [name for name, _ in model.modules]
+    regex = exact_target_modules(modules, names)
+    if model.module is not None:
+        applied = preview(PeftMatcher(regex), names, set(), model.module)
+        for note in applied.notes:
+            print(f"modmatch: warning: {note}", file=sys.stderr)
+        if applied.widened or applied.dropped:
+            print(
+                "modmatch: warning: PEFT rewrites a str target_modules on this model type under "
+                f"transformers 5: it will adapt {len(applied.widened or ()):,} modules this "
+                f"regex does not select and leave {len(applied.dropped or ()):,} it selects",
+                file=sys.stderr,
+            )
+    return regex
 
 
 def _one_line(error: Exception) -> str:
@@ -106,8 +132,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     source.add_argument(
         "--hf-config",
-        metavar="CONFIG_JSON",
-        help="a Hugging Face config.json, built on the meta device (needs transformers)",
+        metavar="CONFIG",
+        help="a Hugging Face config.json or a model folder holding one, built on the meta "
+        "device (needs transformers)",
     )
     parser.add_argument(
         "--rules",
@@ -240,21 +267,60 @@ def _hf_model(path: str) -> Model:
         raise InputError("--hf-config needs transformers: pip install 'modmatch[hf]'") from error
     import torch
 
+    file = Path(path)
+    if file.is_dir():
+        file = file / "config.json"  # a model folder, as Hugging Face users have it
     try:
-        with open(path, encoding="utf-8") as stream:
-            settings = json.load(stream)
+        settings = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InputError(f"cannot read {file}: {error.strerror}") from error
+    except ValueError as error:
+        raise InputError(f"{file} is not JSON: {error}") from error
+    if not isinstance(settings, dict) or "model_type" not in settings:
+        raise InputError(f"{file} is not a Hugging Face model config: it has no model_type")
+    if settings["model_type"] not in transformers.CONFIG_MAPPING:
+        raise InputError(
+            f"{file}: transformers {transformers.__version__} has no model type "
+            f"{settings['model_type']!r}"
+        )
+    try:
         config = transformers.AutoConfig.for_model(**settings)
-        with torch.device("meta"):
+        with _ticking(f"building the model from {file}"), torch.device("meta"):
             model = transformers.AutoModelForCausalLM.from_config(config)
-    except (OSError, ValueError, KeyError) as error:
-        raise InputError(f"cannot build a model from {path}: {error}") from error
-    named = list(_progress(model.named_modules(), "building the model"))
+    except Exception as error:  # transformers reports a bad field by several exception types
+        reason = " ".join(line.strip() for line in str(error).splitlines())
+        raise InputError(f"cannot build a model from {file}: {reason}") from error
+    named = list(_progress(model.named_modules(), "walking the model"))
     output = model.get_output_embeddings()
     return Model(
         [(name, isinstance(module, torch.nn.Linear)) for name, module in named],
         next((name for name, module in named if module is output), None),
         model,
     )
+
+
+@contextlib.contextmanager
+def _ticking(label: str, every: float = 0.5) -> Iterator[None]:
+    """Show the seconds spent on stderr while the block runs, when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    done = threading.Event()
+    start = time.perf_counter()
+
+    def tick() -> None:
+        while not done.wait(every):
+            elapsed = time.perf_counter() - start
+            print(f"\r{label}: {elapsed:.0f} s", end="", file=sys.stderr, flush=True)
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+        print(f"\r{label}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
 
 
 def _progress(items: Iterable[Any], label: str) -> Iterator[Any]:

@@ -58,10 +58,7 @@ def preview(
         rewritten, note = _rewritten(matcher, module)
         notes += [note] if note else []
     literal = _outcome(matcher, names, linear, module)
-    if rewritten is None:
-        outcome = literal
-    else:
-        outcome = _outcome(rewritten, names, linear, module)
+    outcome = literal if rewritten is None else _outcome(rewritten, names, linear, module)
     _refuse(outcome, module)
     if outcome.parameters is None:
         notes.append("target_parameters are previewed only with --hf-config")
