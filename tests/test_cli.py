@@ -118,12 +118,19 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         ("--names", str(empty)): "no module names in",
         ("-t", "*.q_proj("): "invalid pattern '*.q_proj(' at index 0",
         ("-t", "q_proj", "-x", "o_proj"): "cannot be combined",
-        ("--hf-config", str(empty)): (
-            "cannot build a model"
-            if importlib.util.find_spec("transformers")
-            else "needs transformers"
-        ),
     }
+    if importlib.util.find_spec("transformers"):
+        untyped, unknown, bad = (tmp_path / name for name in ("untyped", "unknown", "bad"))
+        untyped.write_text('{"hidden_size": 8}')
+        unknown.write_text('{"model_type": "no-such-model"}')
+        bad.write_text('{"model_type": "llama", "num_hidden_layers": "x"}')
+        cases[("--hf-config", str(empty))] = "empty.txt is not JSON"
+        cases[("--hf-config", str(tmp_path))] = "config.json: No such file"
+        cases[("--hf-config", str(untyped))] = "it has no model_type"
+        cases[("--hf-config", str(unknown))] = "has no model type 'no-such-model'"
+        cases[("--hf-config", str(bad))] = "cannot build a model from"
+    else:
+        cases[("--hf-config", str(empty))] = "needs transformers"
     for args, message in cases.items():
         result = run(*args)
         assert result.returncode == 2, (args, result.stderr)
