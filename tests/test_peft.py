@@ -291,3 +291,33 @@ def test_exact_target_modules_is_short_and_checked() -> None:
 
 def _names_of(shape: str) -> list[str]:
     return [name for name, _ in SHAPES[shape].modules() if name]
+
+
+@st.composite
+def long_target_lists(draw: st.DrawFn) -> tuple[list[str], list[str]]:
+    """A model's names and 20 or more entries: full names and dotted suffixes of them."""
+    names = _SHAPE_NAMES[draw(st.sampled_from(sorted(_SHAPE_NAMES)))]
+    picks = draw(st.lists(st.integers(0, len(names) - 1), min_size=20, max_size=60))
+    entries = []
+    for index in picks:
+        parts = names[index].split(".")
+        entries.append(".".join(parts[draw(st.integers(0, len(parts) - 1)) :]))
+    return names, entries
+
+
+@given(long_target_lists())
+def test_long_target_lists_are_shortened_as_peft_shortens_them(
+    case: tuple[list[str], list[str]],
+) -> None:
+    minimal = oracle("peft.tuners.tuners_utils")._find_minimal_target_modules
+    names, entries = case
+    targets = set(entries)  # LoraConfig holds a set
+    ours = peft.PeftMatcher(targets).as_applied(names, set()).target_modules
+    if len(targets) < 20:
+        assert ours is targets
+        return
+    # inject_adapter's own call: the modules no entry selects, then the shortest list.
+    suffixes = tuple("." + target for target in targets)
+    others = [name for name in names if name not in targets and not name.endswith(suffixes)]
+    theirs = minimal(targets, others)
+    assert set(ours) == set(theirs if len(theirs) < len(targets) else targets)

@@ -309,24 +309,33 @@ def _shortened(targets: Any, names: list[str]) -> Any:
         raise ValueError("target_modules should not contain an empty string.")
     selected = SuffixSet(targets)
     others = {suffix for name in names if not selected.match(name) for suffix in _suffixes(name)}
-    required: set[str] = set()
-    # PEFT goes through the entries ordered by their suffix lists, shortest suffix first.
-    for suffixes in sorted(_suffixes(entry) for entry in set(targets)):
-        for suffix in suffixes:
-            if suffix in required or suffix in others:
-                continue
-            # Not yet covered by a shorter suffix already kept (one of the entry's own).
-            if required.isdisjoint(suffixes[:-1]):
-                required.add(suffix)
-                break
-    shorter = required or set(targets)
+    # PEFT's loop keeps, whatever its order, each entry's shortest suffix that no other module
+    # ends with: a kept suffix covering an entry is that entry's shortest one. The entry itself
+    # always qualifies, since a module ending with it is selected.
+    shorter = {_shortest_suffix(entry, others) for entry in targets}
     return shorter if len(shorter) < len(targets) else targets
+
+
+def _shortest_suffix(name: str, taken: set[str]) -> str:
+    """The shortest dotted suffix of ``name`` not in ``taken``, else ``name``."""
+    dot = name.rfind(".")
+    while dot >= 0:
+        suffix = name[dot + 1 :]
+        if suffix not in taken:
+            return suffix
+        dot = name.rfind(".", 0, dot)
+    return name
 
 
 def _suffixes(name: str) -> list[str]:
     """The dotted suffixes of ``name``, shortest first, ``name`` itself last."""
-    parts = name.split(".")
-    return [".".join(parts[i:]) for i in range(len(parts))][::-1]
+    suffixes = []
+    dot = name.rfind(".")
+    while dot >= 0:
+        suffixes.append(name[dot + 1 :])
+        dot = name.rfind(".", 0, dot)
+    suffixes.append(name)
+    return suffixes
 
 
 def exact_target_modules(selected: Iterable[str], names: Iterable[str]) -> str:
