@@ -40,7 +40,17 @@ def best_per_name(build: Callable[[], Runner], count: int, warm: bool, rounds: i
     return best / count
 
 
-def report(name: str, ratio: float, relation: str, target: float, guarded: bool) -> None:
+def report(
+    name: str,
+    ratio: float,
+    relation: str = ">=",
+    target: float | None = None,
+    guarded: bool = False,
+) -> None:
+    """Print a ratio, with its target if it has one; a guarded target fails below half."""
+    if target is None:
+        print(f"\n{name:<58} {ratio:10.2f}x  (no target)", end="")
+        return
     floor = target / 2 if relation == ">=" else target * 2
     status = f"guard {relation} {floor:g}x" if guarded else "reported"
     print(f"\n{name:<58} {ratio:10.2f}x  target {relation} {target:g}x  ({status})", end="")

@@ -121,10 +121,10 @@ def _outcome(matcher: PeftMatcher, names: list[str], linear: set[str], module: A
 def _refuse(outcome: _Outcome, module: Any) -> None:
     """Raise Refused where ``get_peft_model`` raises, checked in the order PEFT runs into them."""
     if module is not None:
-        modules = dict(module.named_modules())
-        unwrappable = [name for name in outcome.targeted if not _wrappable(modules[name])]
+        find = module.get_submodule
+        unwrappable = [name for name in outcome.targeted if not _wrappable(find(name))]
         if unwrappable:
-            kind = type(modules[unwrappable[0]]).__name__
+            kind = type(find(unwrappable[0])).__name__
             more = f" (and {len(unwrappable) - 1:,} more modules)" if len(unwrappable) > 1 else ""
             raise Refused(
                 f"PEFT cannot wrap {unwrappable[0]} ({kind}){more}: LoRA wraps Linear, "
