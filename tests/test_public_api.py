@@ -46,6 +46,7 @@ FRAMEWORK_MODULES = {
         "check_target_module_exists",
         "exact_target_modules",
     },
+    "modmatch.peftpreview": {"Preview", "Refused", "preview"},
 }
 
 

@@ -450,7 +450,7 @@ def _write_text(
         )
         _write_folded(out, rewritten["dropped"])
     if counts.patterns:
-        print("patterns:", file=out)
+        print("patterns, as written:" if rewritten else "patterns:", file=out)
         width = max(len(c.pattern) for c in counts.patterns)
         for count in counts.patterns:
             print(f"  {count.pattern:<{width}}  {count.matched:>9,} names", file=out)

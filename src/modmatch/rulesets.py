@@ -231,11 +231,15 @@ class _PeftRuleSet(RuleSet):
         if not name:
             return Verdict(False, "not asked: PEFT skips the root module")
         previewed = self.preview(model)
+        if name in (previewed.dropped or ()):
+            return Verdict(False, "dropped by PEFT's rewriting for transformers 5")
         rule, entry = previewed.applied.explain(name)
         found = previewed.applied.match(name)
         held = [p for p in previewed.parameters or () if p.rpartition(".")[0] == name]
         if held and not found:
-            return Verdict(True, "holds a parameter target_parameters selects", held[0])
+            rule, entry, found = f"holds {held[0]} (target_parameters)", None, True
+        if name in (previewed.widened or ()):
+            rule += ", added by PEFT's rewriting for transformers 5"
         return Verdict(bool(found), rule, entry)
 
     def selected_parameters(self, model: Model) -> list[str] | None:
