@@ -196,11 +196,11 @@ def test_peft_rewriting_is_shown(
     wrapped = _wrapped(real.get_peft_model(_build(folder), real.LoraConfig(**config)))
     assert sorted(wrapped - literal) == sorted(_unfolded(widened))
     assert sorted(literal - wrapped) == sorted(_unfolded(dropped))
-    main(
-        ["--rules", "peft", "--peft-config", str(tmp_path / "adapter"), "--hf-config", str(folder)]
-    )
+    explain = [arg for name in _unfolded(dropped)[:1] for arg in ("--explain", name)]
+    main(["--peft-config", str(tmp_path / "adapter"), "--hf-config", str(folder), *explain])
     text = capsys.readouterr().out
     assert ("adapts" in text) == bool(widened) and ("drops" in text) == bool(dropped)
+    assert ("not selected, dropped by PEFT's rewriting" in text) == bool(dropped)
 
 
 def _unfolded(lines: list[str]) -> list[str]:
