@@ -13,6 +13,8 @@ There are no targets here: the ratios are reported.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from collections.abc import Callable
 from typing import Any
@@ -147,3 +149,21 @@ def test_exact_regex_against_a_10000_name_list() -> None:
     theirs = min(by_list() for _ in range(3 if FULL else 1))
     ours = min(by_regex() for _ in range(3))
     report(f"{len(chosen):,} full names to PEFT: list / exact regex", theirs / ours)
+
+
+def test_preview_seconds_on_the_built_in_deepseek_v3() -> None:
+    """The whole command on 75,397 names (seconds, not a ratio), and reading them alone."""
+    from modmatch.cli import main
+
+    reading = min(_seconds(lambda: list(SHAPES["deepseek-v3"].modules())) for _ in range(3))
+    for flags in (["-t", "q_a_proj", "-t", "gate_proj", "-t", "up_proj"], ["--all-linear"]):
+        with contextlib.redirect_stdout(io.StringIO()):
+            args = ["--rules", "peft", *flags]
+            whole = min(_seconds(lambda args=args: main(args)) for _ in range(3))
+        print(f"\npeft preview {' '.join(flags)}: {whole:.2f} s, reading the names {reading:.2f} s")
+
+
+def _seconds(run: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start

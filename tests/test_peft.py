@@ -321,3 +321,18 @@ def test_long_target_lists_are_shortened_as_peft_shortens_them(
     others = [name for name in names if name not in targets and not name.endswith(suffixes)]
     theirs = minimal(targets, others)
     assert set(ours) == set(theirs if len(theirs) < len(targets) else targets)
+
+
+@given(
+    st.lists(st.one_of(PEFT_ENTRIES, st.integers(0, 3)), max_size=8),
+    st.lists(st.one_of(FRAMEWORK_NAMES, PEFT_ENTRIES), max_size=5),
+)
+def test_suffix_set_entries_selecting_a_key_are_pefts(entries: list[Any], keys: list[str]) -> None:
+    from modmatch.suffixset import SuffixSet
+
+    found = SuffixSet(entries)
+    for key in keys:
+        # PEFT's list rule, entry by entry (an int entry is formatted, never equal to a key).
+        expected = tuple(e for e in entries if key == e or key.endswith(f".{e}"))
+        assert found.matching(key) == expected
+        assert found.match(key) == bool(expected)

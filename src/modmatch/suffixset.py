@@ -16,7 +16,7 @@ __all__ = ["SuffixSet"]
 class SuffixSet:
     """Entries compared as PEFT compares them: ``key in entries`` or ``key.endswith("." + e)``."""
 
-    __slots__ = ("_equal", "_suffixes", "entries")
+    __slots__ = ("_equal", "_positions", "_suffixes", "entries")
 
     def __init__(self, entries: Iterable[Any]) -> None:
         self.entries = tuple(entries)
@@ -24,6 +24,10 @@ class SuffixSet:
         # entry into the suffix it looks for.
         self._equal = frozenset(e for e in self.entries if isinstance(e, str))
         self._suffixes = frozenset(f"{e}" for e in self.entries)
+        # Where each entry sits, by the suffix it looks for: `matching` is a few lookups.
+        self._positions: dict[str, list[int]] = {}
+        for position, entry in enumerate(self.entries):
+            self._positions.setdefault(f"{entry}", []).append(position)
 
     def equals(self, key: str) -> bool:
         """Whether ``key`` is one of the entries."""
@@ -45,7 +49,14 @@ class SuffixSet:
 
     def matching(self, key: str) -> tuple[Any, ...]:
         """The entries that select ``key``, in entry order."""
-        tails = {key[dot + 1 :] for dot, char in enumerate(key) if char == "."}
-        return tuple(
-            e for e in self.entries if (isinstance(e, str) and e == key) or f"{e}" in tails
-        )
+        positions, entries = self._positions, self.entries
+        found = [
+            position
+            for position in positions.get(key, ())
+            if isinstance(entries[position], str) and entries[position] == key
+        ]
+        dot = key.find(".")
+        while dot >= 0:
+            found += positions.get(key[dot + 1 :], ())
+            dot = key.find(".", dot + 1)
+        return tuple(entries[position] for position in sorted(set(found)))
