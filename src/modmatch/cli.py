@@ -435,20 +435,14 @@ def _write_text(
         print(f"selected {len(parameters):,} parameters:", file=out)
         _write_folded(out, parameters)
     rewritten = rules.rewritten(model)
-    if rewritten and rewritten["widened"]:
-        print(
-            f"warning: PEFT's rewriting for transformers 5 adapts {len(rewritten['widened']):,} "
-            "modules the entries do not select:",
-            file=out,
-        )
-        _write_folded(out, rewritten["widened"])
-    if rewritten and rewritten["dropped"]:
-        print(
-            f"warning: PEFT's rewriting for transformers 5 drops {len(rewritten['dropped']):,} "
-            "modules the entries select:",
-            file=out,
-        )
-        _write_folded(out, rewritten["dropped"])
+    for change, what in (
+        ("widened", "adapts {:,} modules the entries do not select"),
+        ("dropped", "drops {:,} modules the entries select"),
+    ):
+        if rewritten and rewritten[change]:
+            changed = len(rewritten[change])
+            print(f"warning: PEFT's rewriting for transformers 5 {what.format(changed)}:", file=out)
+            _write_folded(out, rewritten[change])
     if counts.patterns:
         print("patterns, as written:" if rewritten else "patterns:", file=out)
         width = max(len(c.pattern) for c in counts.patterns)

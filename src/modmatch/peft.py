@@ -102,6 +102,11 @@ class PeftMatcher:
             **{name: getattr(config, name, None) for name in _FIELDS[1:]},
         )
 
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The config fields this matcher was built from, by name."""
+        return dict(vars(self._settings))
+
     def __getattr__(self, name: str) -> Any:
         if name in _FIELDS:
             return getattr(self._settings, name)
@@ -221,7 +226,7 @@ class PeftMatcher:
 
     def with_targets(self, target_modules: str | Iterable[str] | None) -> PeftMatcher:
         """The same matcher with other ``target_modules``."""
-        settings = vars(self._settings)
+        settings = self.settings
         return PeftMatcher(target_modules, **{name: settings[name] for name in _FIELDS[1:]})
 
     def __repr__(self) -> str:

@@ -208,18 +208,7 @@ def _rewritten(matcher: PeftMatcher, module: Any) -> tuple[PeftMatcher | None, s
             f"PEFT is not installed: PEFT's rewriting of configs for {model_type} models on "
             "transformers 5 was not applied; this is the entries' literal selection"
         )
-    settings = {
-        name: getattr(matcher, name)
-        for name in (
-            "target_modules",
-            "exclude_modules",
-            "modules_to_save",
-            "layers_to_transform",
-            "layers_pattern",
-            "target_parameters",
-        )
-        if getattr(matcher, name) is not None
-    }
+    settings = {name: value for name, value in matcher.settings.items() if value is not None}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # LoraConfig's advice on its fields is not ours
