@@ -6,9 +6,12 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
 from modmatch import ModuleMatcher, PatternError, PatternSet, reference, wildcard_match
+from modmatch.syntax import AUTOMODEL, MODULES_TO_SAVE, REGEX, SEED, Syntax
 
 LONG = "model." * 16_000 + "q_proj"  # about 100,000 characters
 ODD_NAMES = [
@@ -118,3 +121,19 @@ def test_pattern_error_is_re_error_and_value_error() -> None:
         PatternSet(["("])
     with pytest.raises(ValueError):
         PatternSet(["("])
+
+
+@given(st.data(), st.sampled_from([SEED, AUTOMODEL, REGEX, MODULES_TO_SAVE]))
+def test_pattern_error_points_into_the_pattern_as_written(data: Any, syntax: Syntax) -> None:
+    # Wildcards only where they are wildcards: in a regex a leading `*` is an error of its own.
+    plain = st.text(alphabet="ab._1*" if syntax in (SEED, AUTOMODEL) else "ab._1", max_size=8)
+    before, after = data.draw(plain), data.draw(plain)
+    bad = data.draw(st.sampled_from(["(", ")", "["]))
+    pattern = before + bad + after
+    with pytest.raises(PatternError) as raised:
+        PatternSet(["q_proj", pattern], syntax=syntax)
+    error = raised.value
+    assert error.pattern == pattern and error.index == 1
+    assert error.pos == len(before) and pattern[error.pos] == bad
+    assert (error.lineno, error.colno) == (1, len(before) + 1)
+    assert str(error).endswith(f"at position {len(before)}")

@@ -116,7 +116,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     cases = {
         ("--names", str(tmp_path / "missing.txt")): "cannot read",
         ("--names", str(empty)): "no module names in",
-        ("-t", "*.q_proj("): "invalid pattern '*.q_proj(' at index 0",
+        ("-t", "*.q_proj("): "invalid target pattern '*.q_proj(' at index 0: missing ), "
+        "unterminated subpattern at position 8",
+        ("-x", "a", "-x", "*.q_("): "invalid exclude pattern '*.q_(' at index 1",
         ("-t", "q_proj", "-x", "o_proj"): "cannot be combined",
     }
     if importlib.util.find_spec("transformers"):
@@ -137,6 +139,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         assert result.stderr.startswith("modmatch: error: ") and message in result.stderr
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
         assert result.stdout == ""
+
+
+def test_a_fallback_pattern_warns_in_one_line() -> None:
+    result = run("-t", r"(a)\1", "-t", "q_a_proj")
+    assert result.returncode == 0
+    assert result.stderr == (
+        "modmatch: warning: target pattern '(a)\\\\1' at index 0: only Python's re can run it "
+        "(backreference), and re may backtrack\n"
+    )
 
 
 def test_a_reader_that_leaves_early_is_no_error() -> None:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import PatternError
+from .errors import FallbackWarning, PatternError
 from .fold import fold
 from .peft import PeftMatcher, exact_target_modules
 from .peftpreview import preview
@@ -45,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     pattern, 2 bad input)."""
     args = _parser().parse_args(argv)
     try:
-        rules = rule_set(*_options(args))
+        with _fallback_warnings_as_lines(args):
+            rules = rule_set(*_options(args))
         model = _load(args)
         with warnings.catch_warnings():
             # torch warns on import when NumPy is absent, which the command never needs.
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elapsed = time.perf_counter() - start
         regex = _peft_regex(rules, model, selected) if args.emit == "peft-regex" else None
     except (InputError, PatternError, re.error, TypeError, ValueError) as error:
-        print(f"modmatch: error: {_one_line(error)}", file=sys.stderr)
+        print(f"modmatch: error: {_one_line(error, args)}", file=sys.stderr)
         return 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unmatched patterns are part of the output
@@ -106,10 +107,39 @@ def _peft_regex(rules: RuleSet, model: Model, selected: list[str]) -> str:
     return regex
 
 
-def _one_line(error: Exception) -> str:
-    if isinstance(error, re.error) and not isinstance(error, PatternError):
+def _one_line(error: Exception, args: argparse.Namespace) -> str:
+    if isinstance(error, PatternError):
+        kind = _which_list(args, error.pattern, error.index)
+        return str(error).replace("invalid pattern", f"invalid {kind} pattern", 1)
+    if isinstance(error, re.error):
         return f"invalid pattern: {error} in the regex {error.pattern!r}"
     return str(error)
+
+
+def _which_list(args: argparse.Namespace, pattern: str, index: int) -> str:
+    """Whether the pattern at ``index`` is one of the excludes or one of the targets."""
+    excludes = args.exclude or []
+    if index < len(excludes) and excludes[index] == pattern:
+        targets = args.target or []
+        if not (index < len(targets) and targets[index] == pattern):
+            return "exclude"
+    return "target"
+
+
+@contextlib.contextmanager
+def _fallback_warnings_as_lines(args: argparse.Namespace) -> Iterator[None]:
+    """Each FallbackWarning as one ``modmatch: warning:`` line, naming its list; other warnings
+    as Python shows them."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FallbackWarning)
+        yield
+    for warning in caught:
+        found = warning.message
+        if isinstance(found, FallbackWarning):
+            kind = _which_list(args, found.pattern, found.index)
+            print(f"modmatch: warning: {kind} {found}", file=sys.stderr)
+        else:
+            warnings.showwarning(found, warning.category, warning.filename, warning.lineno)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -163,7 +163,7 @@ def _translation(index: int, pattern: str, syntax: Syntax) -> Translation | str:
     try:
         tree = parse(regex)
     except _REGEX_ERRORS as error:
-        raise _invalid(pattern, index, error) from error
+        raise _invalid(pattern, index, error, syntax) from error
     try:
         return translate(tree, fullmatch=syntax.fullmatch)
     except Untranslatable as error:
@@ -174,7 +174,7 @@ def _translation(index: int, pattern: str, syntax: Syntax) -> Translation | str:
         # Python's compiler has checks of its own (look-behind width, for one).
         re.compile(regex)
     except _REGEX_ERRORS as error:
-        raise _invalid(pattern, index, error) from error
+        raise _invalid(pattern, index, error, syntax) from error
     return reason
 
 
@@ -183,7 +183,9 @@ def _translation(index: int, pattern: str, syntax: Syntax) -> Translation | str:
 _REGEX_ERRORS = (re.error, OverflowError, RecursionError)
 
 
-def _invalid(pattern: str, index: int, error: Exception) -> PatternError:
+def _invalid(pattern: str, index: int, error: Exception, syntax: Syntax) -> PatternError:
+    if isinstance(error, re.error) and error.pos is not None:
+        return PatternError(pattern, index, error.msg, syntax.position(pattern, error.pos))
     return PatternError(pattern, index, str(error) or type(error).__name__)
 
 

@@ -20,6 +20,12 @@ from .reference.seed import seed_regex
 __all__ = ["AUTOMODEL", "MODULES_TO_SAVE", "REGEX", "SEED", "Syntax", "quietly"]
 
 
+def _shared(first: str, second: str) -> int:
+    """How many leading characters the two strings share."""
+    pairs = zip(first, second, strict=False)
+    return next((i for i, (a, b) in enumerate(pairs) if a != b), min(len(first), len(second)))
+
+
 def _as_is(pattern: str) -> str:
     return pattern
 
@@ -34,6 +40,20 @@ class Syntax:
     # The pattern is the seed's wildcard syntax, whose plain patterns (words, dots and stars)
     # take the translation shortcut and the one-pass batch filter.
     seed_plain: bool = False
+
+    def position(self, pattern: str, pos: int) -> int:
+        """Where in ``pattern`` the character at ``pos`` of its regex comes from.
+
+        Each syntax writes a fixed head and tail (``^`` and ``$``, say) around a body that
+        grows with the pattern, one character at a time: the answer is the longest prefix of
+        the pattern whose body ends at or before ``pos``.
+        """
+        empty, one = self.regex(""), self.regex("a")
+        head, tail = _shared(empty, one), _shared(empty[::-1], one[::-1])
+        at = 0
+        while at < len(pattern) and len(self.regex(pattern[: at + 1])) - head - tail <= pos - head:
+            at += 1
+        return at
 
     def __repr__(self) -> str:
         return self.name
