@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import re
@@ -16,6 +17,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import __version__
+from .advice import Advice, broader_than_written, fused_experts_note, suggestions
 from .errors import FallbackWarning, PatternError
 from .fold import fold
 from .peft import PeftMatcher, exact_target_modules
@@ -62,18 +65,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unmatched patterns are part of the output
         counts = report(rules.patterns, rules.asked(model), selects=rules.selects())
-    hints = _full_name_hints(rules, counts, model)
+    advice = _advice(rules, model, counts, selected) if regex is None else {}
     explanations = [_explain(rules, name, model) for name in args.explain or ()]
     try:
         if regex is not None:
             print(regex)
         elif args.json:
-            _write_json(sys.stdout, rules, model, selected, counts, hints, explanations)
+            _write_json(sys.stdout, args, rules, model, selected, counts, advice, explanations)
         else:
-            _write_text(sys.stdout, args, rules, model, selected, counts, hints, explanations)
+            _write_text(sys.stdout, args, rules, model, selected, counts, advice, explanations)
             print(
-                f"selected {len(selected):,} of {len(model.modules):,} modules in "
-                f"{elapsed * 1e3:.0f} ms",
+                f"selected {len(selected):,} of {_count(len(model.modules), 'module')} "
+                f"(matching took {elapsed * 1e3:.0f} ms; reading the model is not counted)",
                 file=sys.stdout,
             )
         sys.stdout.flush()
@@ -146,9 +149,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modmatch",
         description="Preview which modules LoRA/PEFT target patterns select on a model, with the "
-        "exact rules of the seed (NeMo Automodel's matcher of July 2025), NeMo Automodel 0.7, "
+        "exact rules of NeMo Automodel's matcher of July 2025 (the default), NeMo Automodel 0.7, "
         "Megatron-Bridge or Hugging Face PEFT 0.21.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--model",
@@ -205,6 +211,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 if a pattern matched nothing")
     return parser
+
+
+_EPILOG = """\
+patterns (default rules; see --rules for the others):
+  A pattern matches a module when it equals the module's short name (its last segment,
+  q_proj) or matches its whole dotted name (model.layers.0.self_attn.q_proj). The whole
+  name is matched as a Python regex, anchored at both ends, with * standing for any run of
+  characters, dots included: '*.q_proj' matches every q_proj, '*.layers.1.*' everything in
+  layer 1. A '.' is any character. Quote patterns in the shell, where * is a wildcard too.
+  --rules peft: list entries are literal, a module's name or a dotted suffix of it
+  (q_proj, self_attn.q_proj); --target-regex is one regex the whole name must match.
+
+  With neither -t nor -x, the default targets are Megatron-Core names (linear_qkv,
+  linear_proj, linear_fc1, linear_fc2): on a Hugging Face model give -t.
+
+exit codes:
+  0 done; 1 --strict and a pattern matched nothing; 2 bad input (one line on stderr)
+
+examples:
+  modmatch -t '*.self_attn.*_proj' --model qwen3-235b-a22b
+  modmatch --rules peft -t q_proj -t v_proj --hf-config path/to/model --json
+  modmatch --peft-config adapter_config.json --hf-config path/to/model --explain NAME
+"""
 
 
 def _options(args: argparse.Namespace) -> tuple[str, Options]:
@@ -265,27 +294,59 @@ def _read_peft_config(path: str) -> dict[str, Any]:
 def _load(args: argparse.Namespace) -> Model:
     """The chosen model's modules: (name, is Linear) each, and its output layer."""
     if args.names:
-        modules = list(_progress(_read_names(args.names), "reading names"))
-        if not modules:
+        read = list(_progress(_read_names(args.names), "reading names"))
+        if not read:
             raise InputError(f"no module names in {args.names}")
-        return Model(modules)
+        modules = [(name, bool(is_linear)) for name, is_linear in read]
+        known = {name for name, _ in modules}
+        # A file of parameter names shows fused experts by their stacked projections.
+        fused = {
+            name.rpartition(".")[0]: tuple(
+                p
+                for p in ("gate_up_proj", "down_proj")
+                if f"{name[: -len('gate_up_proj')]}{p}" in known
+            )
+            for name in known
+            if name.endswith(".gate_up_proj")
+        }
+        typed = any(is_linear is not None for _, is_linear in read)
+        return Model(modules, typed=typed, fused_experts=fused)
     if args.hf_config:
         return _hf_model(args.hf_config)
     shape = SHAPES[args.model or DEFAULT_MODEL]
     return Model(list(_progress(shape.modules(), "building the model")))
 
 
-def _read_names(path: str) -> Iterator[tuple[str, bool]]:
+# The class names counted as nn.Linear in a names file: torch's nn.Linear and its subclasses
+# in torch and bitsandbytes. Megatron-Core's and Transformer Engine's parallel linear layers
+# are not nn.Linear subclasses, so the seed's all-linear rule does not take them either.
+LINEAR_CLASSES = frozenset(
+    {
+        "Linear",
+        "NonDynamicallyQuantizableLinear",
+        "Linear8bitLt",
+        "Linear4bit",
+        "LinearFP4",
+        "LinearNF4",
+    }
+)
+
+
+def _read_names(path: str) -> Iterator[tuple[str, bool | None]]:
+    """``(name, is Linear)`` per non-blank line; is Linear is None where no class is given."""
     try:
-        stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+        raw = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     except OSError as error:
         raise InputError(f"cannot read {path}: {error.strerror}") from error
+    # One decoding for files and stdin; utf-8-sig drops the byte-order mark some editors write.
+    stream = io.TextIOWrapper(raw, encoding="utf-8-sig", newline=None)
     try:
         with stream:
             for line in stream:
-                name, _, class_name = line.rstrip("\r\n").partition("\t")
-                # nn.Linear and its subclasses (Linear8bitLt, NonDynamicallyQuantizableLinear).
-                yield name, "Linear" in class_name
+                name, tab, class_name = line.rstrip("\n").partition("\t")
+                if not name.strip():
+                    continue
+                yield name, (class_name.strip() in LINEAR_CLASSES) if tab else None
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"cannot read {path}: {error}") from error
 
@@ -322,10 +383,16 @@ def _hf_model(path: str) -> Model:
         raise InputError(f"cannot build a model from {file}: {reason}") from error
     named = list(_progress(model.named_modules(), "walking the model"))
     output = model.get_output_embeddings()
+    fused = {
+        name: stacked
+        for name, module in named
+        if (stacked := tuple(p for p, v in module.named_parameters(recurse=False) if v.dim() == 3))
+    }
     return Model(
         [(name, isinstance(module, torch.nn.Linear)) for name, module in named],
         next((name for name, module in named if module is output), None),
         model,
+        fused_experts=fused,
     )
 
 
@@ -374,16 +441,94 @@ def _full_name_hints(rules: RuleSet, counts: Report, model: Model) -> dict[str, 
     return {pattern: f"*.{pattern}" for pattern in counts.unmatched if pattern in last_segments}
 
 
+# The rule sets that read a pattern in the seed's syntax, where '.' and '|' are regex.
+_DOT_IS_ANY = ("seed", "megatron-bridge")
+
+
+def _advice(rules: RuleSet, model: Model, counts: Report, selected: list[str]) -> dict[str, Any]:
+    """For the output: suggestions per unmatched pattern, the full-name hints, the fused-experts
+    note, patterns broader than written, and selected modules that are not Linear."""
+    asked = rules.asked_modules(model)
+    names = [name for name, _ in asked]
+    linear: set[str] | None = {name for name, is_linear in asked if is_linear}
+    # Without nn.Linear modules (Megatron-Core's parallel layers), "Linear only" cannot guide.
+    typed = model.typed and bool(linear)
+    linear = linear if typed else None
+    found = Advice(names, linear, rules.selector)
+    hints = _full_name_hints(rules, counts, model)
+    suggested = {
+        pattern: [hints[pattern]]
+        if pattern in hints
+        else suggestions(
+            pattern,
+            found,
+            full_name=rules.call == "full-name",
+            dot_is_any=rules.name in _DOT_IS_ANY,
+        )
+        if rules.literal_patterns
+        else []
+        for pattern in counts.unmatched
+    }
+    fused = {
+        pattern: note
+        for pattern in counts.unmatched
+        if (note := fused_experts_note(pattern, model.fused_experts))
+    }
+    broader = {}
+    if rules.name in _DOT_IS_ANY:
+        for count in counts.patterns:
+            flagged = count.matched and broader_than_written(count.pattern, found)
+            if flagged:
+                many, literal, why = flagged
+                broader[count.pattern] = {"selected": many, "literal": literal, "why": why}
+    not_linear = None
+    if typed:
+        flags = dict(model.modules)
+        not_linear = sum(1 for name in selected if not flags[name])
+    return {
+        "suggestions": suggested,
+        "full_name_hints": hints,
+        "fused_experts": fused,
+        "broader": broader,
+        "not_linear": not_linear,
+    }
+
+
 def _explain(rules: RuleSet, name: str, model: Model) -> dict[str, Any]:
     is_linear = dict(model.modules).get(name)
     verdict = rules.explain(name, is_linear, model)
+    holder = next((h for h in model.fused_experts if name.startswith(h + ".")), None)
     return {
         "name": name,
         "in_model": is_linear is not None,
+        "fused_into": holder if is_linear is None else None,
         "matched": verdict.matched,
         "rule": verdict.rule,
         "pattern": verdict.pattern,
     }
+
+
+def _notes(args: argparse.Namespace, rules: RuleSet, model: Model) -> list[str]:
+    """What the preview could not show, and what the input left out."""
+    notes = rules.notes(model)
+    needs_types = (
+        args.all_linear or rules.name == "automodel" or not (args.target or args.peft_config)
+    )
+    if not model.typed and needs_types:
+        notes.append(
+            f"{args.names} gives no class names, so no module counts as nn.Linear: add a tab and "
+            "the class name to each line (Linear and its subclasses count)"
+        )
+    return notes
+
+
+def _quoted(pattern: str) -> str:
+    """The pattern as typed in a POSIX shell, always in single quotes."""
+    return "'" + pattern.replace("'", "'\\''") + "'"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")
 
 
 def _write_folded(out: TextIO, names: list[str]) -> None:
@@ -393,11 +538,12 @@ def _write_folded(out: TextIO, names: list[str]) -> None:
 
 def _write_json(
     out: TextIO,
+    args: argparse.Namespace,
     rules: RuleSet,
     model: Model,
     selected: list[str],
     counts: Report,
-    hints: dict[str, str],
+    advice: dict[str, Any],
     explanations: list[dict[str, Any]],
 ) -> None:
     document: dict[str, Any] = {
@@ -410,9 +556,17 @@ def _write_json(
         "unmatched_patterns": list(counts.unmatched),
         "selected_names": selected,
     }
-    if hints:
-        document["full_name_hints"] = hints
-    notes = rules.notes(model)
+    if advice["not_linear"] is not None:
+        document["selected_not_linear"] = advice["not_linear"]
+    document["suggestions"] = advice["suggestions"]
+    for key, field in (
+        ("full_name_hints", "full_name_hints"),
+        ("fused_experts", "fused_experts"),
+        ("broader", "broader_than_written"),
+    ):
+        if advice[key]:
+            document[field] = advice[key]
+    notes = _notes(args, rules, model)
     if notes:
         document["notes"] = notes
     parameters = rules.selected_parameters(model)
@@ -442,7 +596,7 @@ def _write_text(
     model: Model,
     selected: list[str],
     counts: Report,
-    hints: dict[str, str],
+    advice: dict[str, Any],
     explanations: list[dict[str, Any]],
 ) -> None:
     source = args.names or args.hf_config or args.model or DEFAULT_MODEL
@@ -456,13 +610,19 @@ def _write_text(
     print(f"rules: {rules.name}, called as {call}", file=out)
     if rules.defaults_used:
         print(f"no targets given: {rules.defaults_used}", file=out)
-    for note in rules.notes(model):
+    for note in _notes(args, rules, model):
         print(f"note: {note}", file=out)
-    print(f"selected {len(selected):,} modules:", file=out)
+    print(f"selected {_count(len(selected), 'module')}:", file=out)
     _write_folded(out, selected)
+    if advice["not_linear"]:
+        print(
+            f"note: {advice['not_linear']:,} of them not nn.Linear (containers, activations, "
+            "norms): most adapters wrap Linear layers only; narrow the patterns",
+            file=out,
+        )
     parameters = rules.selected_parameters(model)
     if parameters:
-        print(f"selected {len(parameters):,} parameters:", file=out)
+        print(f"selected {_count(len(parameters), 'parameter')}:", file=out)
         _write_folded(out, parameters)
     rewritten = rules.rewritten(model)
     for change, what in (
@@ -474,24 +634,37 @@ def _write_text(
             print(f"warning: PEFT's rewriting for transformers 5 {what.format(changed)}:", file=out)
             _write_folded(out, rewritten[change])
     if counts.patterns:
-        print("patterns, as written:" if rewritten else "patterns:", file=out)
-        width = max(len(c.pattern) for c in counts.patterns)
-        for count in counts.patterns:
-            print(f"  {count.pattern:<{width}}  {count.matched:>9,} names", file=out)
-    for count in counts.patterns:
-        if count.matched:
-            continue
-        if count.pattern in hints:
+        kind = "target" if args.target or args.peft_config or not args.exclude else "exclude"
+        heading = f"{kind} patterns" + (", as written" if rewritten else "")
+        print(f"{heading}:", file=out)
+        shown = [repr(c.pattern) for c in counts.patterns]
+        width = max(map(len, shown))
+        for text, count in zip(shown, counts.patterns, strict=True):
+            print(f"  {text:<{width}}  {count.matched:>9,} names", file=out)
+    for pattern, flagged in advice["broader"].items():
+        print(
+            f"warning: pattern {pattern!r} selects {flagged['selected']:,} names, "
+            f"{flagged['literal']:,} read literally: {flagged['why']}",
+            file=out,
+        )
+    hints = advice["full_name_hints"]
+    for pattern, suggested in advice["suggestions"].items():
+        if pattern in hints:
             print(
-                f"unmatched pattern {count.pattern!r}: {rules.name} compares it with the whole "
-                f"module name; {hints[count.pattern]!r} selects the modules named {count.pattern}",
+                f"unmatched pattern {pattern!r}: {rules.name} compares it with the whole module "
+                f"name; {_quoted(hints[pattern])} selects the modules named {pattern}",
                 file=out,
             )
-            continue
-        hint = f"; did you mean {', '.join(count.suggestions)}?" if count.suggestions else ""
-        print(f"unmatched pattern {count.pattern!r}{hint}", file=out)
+        else:
+            tries = f"; try {', '.join(map(_quoted, suggested))}" if suggested else ""
+            print(f"unmatched pattern {pattern!r}{tries}", file=out)
+        if pattern in advice["fused_experts"]:
+            print(f"  {advice['fused_experts'][pattern]}", file=out)
     for item in explanations:
         where = "" if item["in_model"] else " (not in the model; taken as not Linear)"
+        if item["fused_into"]:
+            stacked = ", ".join(model.fused_experts[item["fused_into"]])
+            where = f" (not in the model: {item['fused_into']} holds its experts fused: {stacked})"
         decided = f" by {item['pattern']!r}" if item["pattern"] is not None else ""
         verdict = "selected" if item["matched"] else "not selected"
         print(f"{item['name']}{where}: {verdict}, {item['rule']}{decided}", file=out)

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import automodel, megatron_bridge
+from .errors import PatternError
 from .matcher import ModuleMatcher
 from .patternset import PatternSet
 from .peft import PeftMatcher
 from .peftpreview import Preview, preview
 from .report import name_rule_selects
 from .suffixset import SuffixSet
-from .syntax import AUTOMODEL, REGEX, SEED, Syntax
+from .syntax import AUTOMODEL, REGEX, SEED, Syntax, quietly
 
 __all__ = ["CALLS", "RULES", "Options", "RuleSet", "Verdict", "rule_set"]
 
@@ -66,6 +67,11 @@ class Model:
     output_embedding: str | None = "lm_head"
     # The model itself, where it was built (--hf-config).
     module: Any = None
+    # Whether the Linear flags are known: a names file without classes does not say.
+    typed: bool = True
+    # Modules holding a layer's experts fused as 3-D parameters (transformers 5), with the
+    # names of those parameters.
+    fused_experts: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class RuleSet:
@@ -74,6 +80,9 @@ class RuleSet:
     name: str
     call: str
     defaults_used: str | None = None
+    # Whether the patterns are names and wildcards, for which close names make suggestions
+    # (not a PEFT regex).
+    literal_patterns = True
 
     @property
     def patterns(self) -> list[str]:
@@ -86,9 +95,19 @@ class RuleSet:
     def explain(self, name: str, is_linear: bool | None, model: Model) -> Verdict:
         raise NotImplementedError
 
-    def selects(self) -> Callable[[str], Iterable[int]]:
-        """The indices of :attr:`patterns` selecting one name, as this rule set reads them."""
+    def selects(self, patterns: list[str] | None = None) -> Callable[[str], Iterable[int]]:
+        """The indices of ``patterns`` (default :attr:`patterns`) selecting one name, as this
+        rule set reads them."""
         raise NotImplementedError
+
+    def selector(self, pattern: str) -> Callable[[str], bool]:
+        """Whether one more pattern, read by these rules, selects a name (for suggestions)."""
+        try:
+            with quietly():
+                selects = self.selects([pattern])
+        except PatternError:
+            return lambda name: False
+        return lambda name: bool(list(selects(name)))
 
     def selected_parameters(self, model: Model) -> list[str] | None:
         """The ``module.parameter`` names ``target_parameters`` selects (PEFT only), where the
@@ -146,8 +165,8 @@ class _NameRuleSet(RuleSet):
             if match(linear if is_linear else other, *arguments(name))
         ]
 
-    def selects(self) -> Callable[[str], Iterable[int]]:
-        patterns = self.patterns
+    def selects(self, patterns: list[str] | None = None) -> Callable[[str], Iterable[int]]:
+        patterns = self.patterns if patterns is None else patterns
         compiled = PatternSet(patterns, cache_size=0, syntax=self._syntax)
         return name_rule_selects(patterns, compiled, split=self.call == "split")
 
@@ -192,6 +211,7 @@ class _AutomodelRuleSet(_NameRuleSet):
 class _PeftRuleSet(RuleSet):
     def __init__(self, matcher: PeftMatcher) -> None:
         self.name, self.call, self.matcher = "peft", "full-name", matcher
+        self.literal_patterns = not isinstance(matcher.target_modules, str)
         self._previewed: tuple[Model, Preview] | None = None
 
     def preview(self, model: Model) -> Preview:
@@ -218,8 +238,8 @@ class _PeftRuleSet(RuleSet):
     def selected(self, model: Model) -> list[str]:
         return self.preview(model).wrapped
 
-    def selects(self) -> Callable[[str], Iterable[int]]:
-        targets = self.matcher.target_modules
+    def selects(self, patterns: list[str] | None = None) -> Callable[[str], Iterable[int]]:
+        targets = self.matcher.target_modules if patterns is None else patterns
         if isinstance(targets, str):
             compiled = PatternSet([targets], cache_size=0, syntax=REGEX)
             return compiled.matches
