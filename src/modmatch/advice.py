@@ -40,35 +40,46 @@ def suggestions(pattern: str, advice: Advice, *, full_name: bool, dot_is_any: bo
     """Up to three patterns close to ``pattern`` that select something, Linear modules only
     where types are known. ``full_name``: the rules compare a bare name with the whole name;
     ``dot_is_any``: a ``.`` in a pattern is any character (the seed's syntax)."""
-    found: list[str] = []
-    for candidate in dict.fromkeys(_candidates(pattern, advice, full_name)):
-        if dot_is_any:
-            # `layers.1.*` would take in layers 10 to 19: the dot after a number is literal.
-            candidate = re.sub(r"(?<=\.)([0-9]+)\.(?=\*)", r"\1\\.", candidate)
-        usable = _linear_only(candidate, advice)
-        if usable is not None and usable not in found and usable != pattern:
-            found.append(usable)
-        if len(found) == _MOST:
-            break
-    return found
+    if "|" in pattern:  # meant as "or" between whole patterns: each side on its own
+        sides = [
+            [side]
+            if _linear_only(side, advice)
+            else suggestions(side, advice, full_name=full_name, dot_is_any=dot_is_any)
+            for side in pattern.split("|")
+        ]
+        return list(dict.fromkeys(found for side in sides for found in side))[:_MOST]
+    found: dict[frozenset[str], str] = {}  # one suggestion per selection
+    for tier in _candidates(pattern, advice, full_name):
+        for candidate in tier:
+            if dot_is_any:
+                # `layers.1.*` would take in layers 10 to 19: the dot after a number is literal.
+                candidate = re.sub(r"(?<=\.)([0-9]+)\.(?=\*)", r"\1\\.", candidate)
+            usable = _linear_only(candidate, advice)
+            if usable is not None and usable[0] != pattern:
+                found.setdefault(frozenset(usable[1]), usable[0])
+        if found:
+            break  # a bigger edit would stray further from what was meant
+    return list(found.values())[:_MOST]
 
 
-def _candidates(pattern: str, advice: Advice, full_name: bool) -> Iterator[str]:
-    """Small edits of the pattern, the closest first; numbers are never changed."""
+def _candidates(pattern: str, advice: Advice, full_name: bool) -> Iterator[list[str]]:
+    """Edits of the pattern in tiers, the smallest first; numbers are never changed."""
     parts = pattern.split(".")
     fixed = [_closest(part, advice.segments) for part in parts]
     spelled = ".".join(fixed)
-    yield spelled
-    if not pattern.startswith("*"):
-        yield "*." + spelled  # a whole-name pattern: reach it from any prefix
-    for i, part in enumerate(fixed):
-        shorter = fixed[:i] + fixed[i + 1 :]
-        # One segment too many; what is left must still name something.
-        if _LITERAL_SEGMENT.fullmatch(part) and any(map(_LITERAL_SEGMENT.fullmatch, shorter)):
-            yield ".".join(shorter)
+    # Misspelt segments, and a whole-name pattern reached from any prefix.
+    yield [spelled] + ([] if pattern.startswith("*") else ["*." + spelled])
+    # One segment too many, never the last (what the pattern is after); what is left must
+    # still name something.
+    shorter = [fixed[:i] + fixed[i + 1 :] for i in range(len(fixed) - 1)]
+    yield [
+        ".".join(parts)
+        for i, parts in enumerate(shorter)
+        if _LITERAL_SEGMENT.fullmatch(fixed[i]) and any(map(_LITERAL_SEGMENT.fullmatch, parts))
+    ]
     if "." not in pattern:
-        for segment in difflib.get_close_matches(pattern, advice.last_segments, _MOST, 0.6):
-            yield ("*." + segment) if full_name else segment
+        close = difflib.get_close_matches(pattern, advice.last_segments, _MOST, 0.6)
+        yield [("*." + segment) if full_name else segment for segment in close]
 
 
 def _closest(part: str, vocabulary: list[str]) -> str:
@@ -79,15 +90,15 @@ def _closest(part: str, vocabulary: list[str]) -> str:
     return close[0] if close else part
 
 
-def _linear_only(candidate: str, advice: Advice) -> str | None:
-    """The candidate, or a narrower form of it, if it selects Linear modules only; None if it
-    selects nothing (or nothing Linear)."""
+def _linear_only(candidate: str, advice: Advice) -> tuple[str, list[str]] | None:
+    """The candidate, or a narrower form of it, with what it selects, if that is Linear
+    modules only; None if it selects nothing (or nothing Linear)."""
     selected = advice.selected(candidate)
     if not selected:
         return None
     linear = advice.linear
     if linear is None or all(name in linear for name in selected):
-        return candidate
+        return candidate, selected
     if not candidate.endswith("*"):
         return None
     wanted = [name.rpartition(".")[2] for name in selected if name in linear]
@@ -97,7 +108,7 @@ def _linear_only(candidate: str, advice: Advice) -> str | None:
             narrower = f"{candidate}{part}*"
             chosen = advice.selected(narrower)
             if chosen and all(name in linear for name in chosen):
-                return narrower
+                return narrower, chosen
     return None
 
 

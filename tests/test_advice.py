@@ -1,0 +1,156 @@
+"""The command's advice: suggestions that are patterns worth trying, counts of selections that
+are not Linear, patterns broader than written, fused experts, and names files as written."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modmatch import reference
+from modmatch.cli import main
+from modmatch.shapes import SHAPES
+from oracles import oracle
+
+# Typos and near misses a user makes on each built-in shape (transformers 4.x naming).
+TYPOS = {
+    "deepseek-v3": [
+        "*.layer.1.*",
+        "*.self_attention.*",
+        "self_attn.q_a_proj",
+        "model.layers.0.mlp.experts.*",
+        "*.mlp.exprts.*.up_proj",
+        "q_a_prj",
+        "model.layer.5.self_attn.*",
+    ],
+    "qwen3-235b-a22b": ["*.self_atn.q_proj", "model.layers.7.mlp.experts.12.gate_prj", "k_projj"],
+    "mixtral-8x22b": ["*.block_sparse_mo.experts.*.w1", "model.layers.3.self_attn.q_prj"],
+    "llama-3.1-405b": ["model.layers.2.mlp.gate", "gateproj", "*.layers.2.self_atn.*"],
+}
+CASES = [(shape, typo) for shape, typos in TYPOS.items() for typo in typos]
+
+
+def _json(capsys: Any, *args: str) -> dict[str, Any]:
+    assert main([*args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _numbers(pattern: str) -> list[str]:
+    return re.findall(r"(?<![A-Za-z_])[0-9]+(?![A-Za-z_])", pattern)
+
+
+@pytest.mark.parametrize(("shape", "typo"), CASES)
+def test_suggestions_select_linear_modules_and_keep_the_numbers(
+    shape: str, typo: str, capsys: Any
+) -> None:
+    document = _json(capsys, "--model", shape, "-t", typo)
+    offered = document["suggestions"][typo]
+    assert offered, typo
+    linear = dict(SHAPES[shape].modules())
+    for suggestion in offered:
+        tried = _json(capsys, "--model", shape, "-t", suggestion)
+        assert tried["selected"] > 0 and tried["selected_not_linear"] == 0, suggestion
+        assert all(linear[name] for name in tried["selected_names"])
+        assert _numbers(typo) == _numbers(suggestion), (typo, suggestion)
+        assert tried["selected"] < len(linear) / 2, suggestion  # not "everything"
+
+
+def test_a_layer_number_stays_that_layer(capsys: Any) -> None:
+    [suggestion, *_] = _json(capsys, "-t", "*.layer.1.*")["suggestions"]["*.layer.1.*"]
+    selected = _json(capsys, "-t", suggestion)["selected_names"]
+    assert {name.split(".")[2] for name in selected} == {"1"}
+
+
+def test_selected_not_linear_is_counted(capsys: Any) -> None:
+    pattern = "*.mlp.experts.*"
+    document = _json(capsys, "-t", pattern, "--model", "qwen3-235b-a22b")
+    matcher = reference.ModuleMatcher(target_modules=[pattern])
+    by_hand = 0
+    for name, is_linear in SHAPES["qwen3-235b-a22b"].modules():
+        prefix, _, short = name.rpartition(".")
+        if not is_linear and matcher.match(None, short, prefix):
+            by_hand += 1
+    assert by_hand > 0 and document["selected_not_linear"] == by_hand
+    text = subprocess.run(
+        [sys.executable, "-m", "modmatch", "-t", pattern, "--model", "qwen3-235b-a22b"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert f"note: {by_hand:,} of them not nn.Linear" in text
+
+
+def test_patterns_broader_than_written_are_flagged(capsys: Any) -> None:
+    patterns = ["*.expert.*", "*q_a_proj|kv_b_proj", "*.q_a_proj", "q_a_proj|kv_b_proj"]
+    document = _json(capsys, *(arg for pattern in patterns for arg in ("-t", pattern)))
+    flagged = document["broader_than_written"]
+    assert set(flagged) == {"*.expert.*", "*q_a_proj|kv_b_proj"}
+    assert flagged["*.expert.*"]["literal"] == 0
+    assert flagged["*.expert.*"]["selected"] == document["patterns"][0]["matched"]
+    assert "'|'" in flagged["*q_a_proj|kv_b_proj"]["why"]
+    # Unmatched, "|" as "or": each side on its own.
+    assert document["suggestions"]["q_a_proj|kv_b_proj"] == ["q_a_proj", "kv_b_proj"]
+
+
+@pytest.mark.parametrize("model", ["deepseek-v3", "qwen3-235b"])
+def test_fused_experts_are_explained(model: str, tmp_path: Path, capsys: Any) -> None:
+    oracle("transformers")
+    from test_peft_preview import MODELS
+
+    (tmp_path / "config.json").write_text(json.dumps(MODELS[model]))
+    pattern = "*.mlp.experts.*.gate_proj"
+    document = _json(capsys, "--hf-config", str(tmp_path), "-t", pattern)
+    note = document["fused_experts"][pattern]
+    assert "gate_up_proj" in note and "target_parameters" in note
+    assert "fused_experts" not in _json(capsys, "--model", "deepseek-v3", "-t", "*.expert.*.x")
+    explained = _json(
+        capsys,
+        "--hf-config",
+        str(tmp_path),
+        "-t",
+        "q_proj",
+        "--explain",
+        "model.layers.3.mlp.experts.0.gate_proj",
+    )["explanations"][0]
+    assert explained["fused_into"] == "model.layers.3.mlp.experts"
+
+
+def test_names_files_with_bom_crlf_and_blank_lines(tmp_path: Path) -> None:
+    data = "\ufeffmodel.a.q_proj\tLinear\r\n\r\n  \r\nmodel.a.act\tSiLU\r\nmodel.a.k_proj\tLinear8bitLt\r\n"
+    names = tmp_path / "names.txt"
+    names.write_bytes(data.encode("utf-8"))
+    for source, stdin in ((str(names), None), ("-", data.encode("utf-8"))):
+        result = subprocess.run(
+            [sys.executable, "-m", "modmatch", "--names", source, "--all-linear", "--json"],
+            input=stdin,
+            capture_output=True,
+        )
+        document = json.loads(result.stdout)
+        assert document["modules"] == 3, source
+        assert document["selected_names"] == ["model.a.q_proj", "model.a.k_proj"], source
+    untyped = tmp_path / "untyped.txt"
+    untyped.write_text("model.a.q_proj\nmodel.a.act\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "modmatch", "--names", str(untyped), "--all-linear"],
+        capture_output=True,
+        text=True,
+    )
+    assert "gives no class names, so no module counts as nn.Linear" in result.stdout
+
+
+def test_version_and_help() -> None:
+    import modmatch
+
+    def run(*args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "modmatch", *args], capture_output=True, text=True, check=True
+        ).stdout
+
+    assert run("--version").strip() == f"modmatch {modmatch.__version__}"
+    text = run("--help")
+    for needed in ("anchored", "Megatron-Core names", "exit codes", "examples", "any character"):
+        assert needed in text, needed
