@@ -10,7 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from modmatch import ModuleMatcher, PatternError, PatternSet, reference, wildcard_match
+from modmatch import (
+    FallbackWarning,
+    ModuleMatcher,
+    PatternError,
+    PatternSet,
+    reference,
+    wildcard_match,
+)
 from modmatch.syntax import AUTOMODEL, MODULES_TO_SAVE, REGEX, SEED, Syntax
 
 LONG = "model." * 16_000 + "q_proj"  # about 100,000 characters
@@ -137,3 +144,20 @@ def test_pattern_error_points_into_the_pattern_as_written(data: Any, syntax: Syn
     assert error.pos == len(before) and pattern[error.pos] == bad
     assert (error.lineno, error.colno) == (1, len(before) + 1)
     assert str(error).endswith(f"at position {len(before)}")
+
+
+def test_strict_refuses_what_only_re_can_run_and_survives_pickling() -> None:
+    import pickle
+
+    with pytest.raises(PatternError, match=r"at index 0: only Python's re can run it"):
+        ModuleMatcher(target_modules=[r"(a)\1"], strict=True)
+    with pytest.warns(FallbackWarning):
+        loose = ModuleMatcher(target_modules=[r"(a)\1"])
+    assert loose.match(None, "aa") is True
+    strict = ModuleMatcher(target_modules=["*.q_proj"], strict=True)
+    assert pickle.loads(pickle.dumps(strict)) == strict
+
+
+def test_filter_refuses_a_single_str() -> None:
+    with pytest.raises(TypeError, match="not a single str: 'abc'"):
+        PatternSet(["a"]).filter("abc")

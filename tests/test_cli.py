@@ -211,9 +211,13 @@ def test_defaults_are_said() -> None:
     result = run("--model", "megatron-gpt", "--rules", "megatron-bridge", "--json")
     document = json.loads(result.stdout)
     assert document["defaults"] == (
-        "Megatron-Bridge's default targets: linear_qkv linear_proj linear_fc1 linear_fc2"
+        "Megatron-Bridge's default targets: linear_qkv linear_proj linear_fc1 linear_fc2 "
+        "(Megatron-Core names; give -t for a Hugging Face model)"
     )
     assert document["selected"] > 0
+    text = run().stdout  # the seed's defaults on the default (Hugging Face) model
+    assert "no targets given: the seed's default targets: linear_qkv" in text
+    assert "Megatron-Core names" in text
 
 
 def test_peft_config_file_and_folder(tmp_path: Path) -> None:

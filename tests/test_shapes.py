@@ -1,10 +1,11 @@
-"""Built-in shapes reproduce the module counts of the real models (transformers 4.x, meta device)."""
+"""Built-in shapes reproduce the module names and counts of the real models (meta device)."""
 
 from __future__ import annotations
 
 import pytest
 
 from modmatch.shapes import SHAPES
+from oracles import oracle
 
 
 @pytest.mark.parametrize(
@@ -36,3 +37,27 @@ def test_names_look_like_transformers() -> None:
     megatron = {name for name, _ in SHAPES["megatron-gpt"].modules()}
     assert "decoder.layers.0.self_attention.linear_qkv" in megatron
     assert "decoder.layers.1.mlp.experts.local_experts.7.linear_fc1" in megatron
+
+
+@pytest.mark.parametrize(
+    ("shape", "model"),
+    [
+        ("deepseek-v3-transformers5", "deepseek-v3"),
+        ("qwen3-235b-a22b-transformers5", "qwen3-235b"),
+        ("mixtral-8x22b-transformers5", "mixtral-8x22b"),
+    ],
+)
+def test_transformers5_shapes_are_the_real_models(shape: str, model: str) -> None:
+    transformers = oracle("transformers")
+    if int(transformers.__version__.split(".")[0]) < 5:
+        pytest.skip("the fused layout is transformers 5's")
+    import torch
+
+    from test_peft_preview import MODELS
+
+    with torch.device("meta"):
+        built = transformers.AutoModelForCausalLM.from_config(
+            transformers.AutoConfig.for_model(**MODELS[model])
+        )
+    real = [(name, isinstance(m, torch.nn.Linear)) for name, m in built.named_modules()]
+    assert list(SHAPES[shape].modules()) == real

@@ -25,7 +25,7 @@ from .peft import PeftMatcher, exact_target_modules
 from .peftpreview import preview
 from .report import Report, report
 from .rulesets import CALLS, RULES, InputError, Model, Options, RuleSet, rule_set
-from .shapes import SHAPES
+from .shapes import SHAPES, Shape
 
 __all__ = ["main"]
 
@@ -159,7 +159,8 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--model",
         choices=sorted(SHAPES),
-        help=f"a built-in model shape (default: {DEFAULT_MODEL})",
+        help=f"a built-in model shape (default: {DEFAULT_MODEL}); transformers 4.x module names, "
+        "one module per expert, except the -transformers5 ones, whose experts are fused",
     )
     source.add_argument(
         "--names",
@@ -301,21 +302,25 @@ def _load(args: argparse.Namespace) -> Model:
         known = {name for name, _ in modules}
         # A file of parameter names shows fused experts by their stacked projections.
         fused = {
-            name.rpartition(".")[0]: tuple(
-                p
-                for p in ("gate_up_proj", "down_proj")
-                if f"{name[: -len('gate_up_proj')]}{p}" in known
-            )
+            holder: tuple(p for p in _FUSED if f"{holder}.{p}" in known)
             for name in known
             if name.endswith(".gate_up_proj")
+            for holder in [name.rpartition(".")[0]]
         }
         typed = any(is_linear is not None for _, is_linear in read)
         return Model(modules, typed=typed, fused_experts=fused)
     if args.hf_config:
         return _hf_model(args.hf_config)
     shape = SHAPES[args.model or DEFAULT_MODEL]
-    return Model(list(_progress(shape.modules(), "building the model")))
+    modules = list(_progress(shape.modules(), "building the model"))
+    fused = {}
+    if isinstance(shape, Shape) and shape.fused:
+        fused = {name: _FUSED for name, _ in modules if name.endswith(f".{shape.experts_path}")}
+    return Model(modules, fused_experts=fused)
 
+
+# The parameters transformers 5 stacks a layer's experts into.
+_FUSED = ("gate_up_proj", "down_proj")
 
 # The class names counted as nn.Linear in a names file: torch's nn.Linear and its subclasses
 # in torch and bitsandbytes. Megatron-Core's and Transformer Engine's parallel linear layers

@@ -100,6 +100,8 @@ class ModuleMatcher:
     exclude_modules: list[str] = field(default_factory=list)
     match_all_linear: bool = field(default=False)
     is_causal_lm: bool = field(default=False)
+    # Refuse, with a PatternError, a pattern only Python's re can run (which may backtrack).
+    strict: bool = field(default=False, kw_only=True)
 
     def __post_init__(self) -> None:
         targets = _owned("target_modules", self.target_modules)
@@ -113,8 +115,8 @@ class ModuleMatcher:
             raise ValueError(
                 "Expected match_all_linear to be true or target_modules/exclude_modules to be non-empty"
             )
-        object.__setattr__(self, "_targets", NameRule(targets))
-        object.__setattr__(self, "_excludes", NameRule(excludes))
+        object.__setattr__(self, "_targets", NameRule(targets, strict=self.strict))
+        object.__setattr__(self, "_excludes", NameRule(excludes, strict=self.strict))
 
     def match(self, m: Any, name: str | None = None, prefix: str | None = None) -> bool | None:
         """True or False as the seed decides; None when there are targets and none matched."""
@@ -188,7 +190,7 @@ class ModuleMatcher:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
-            type(self),
+            functools.partial(type(self), strict=self.strict),
             (self.target_modules, self.exclude_modules, self.match_all_linear, self.is_causal_lm),
         )
 

@@ -20,9 +20,11 @@ class NameRule:
 
     __slots__ = ("_matches_full_name", "_names", "_patterns", "_set")
 
-    def __init__(self, patterns: Sequence[str] | None, syntax: Syntax = SEED) -> None:
+    def __init__(
+        self, patterns: Sequence[str] | None, syntax: Syntax = SEED, *, strict: bool = False
+    ) -> None:
         self._patterns = patterns
-        self._set = PatternSet(patterns, syntax=syntax) if patterns else None
+        self._set = PatternSet(patterns, syntax=syntax, strict=strict) if patterns else None
         self._names = frozenset(patterns) if patterns else frozenset()
         self._matches_full_name: Callable[[str], bool] | None = (
             None if self._set is None else self._set.match

@@ -104,6 +104,10 @@ class PatternSet:
         When every pattern is plain, the names go through RE2 together, in one pass over them
         joined by newlines; this path does not use the cache.
         """
+        if isinstance(names, (str, bytes)):
+            raise TypeError(
+                f"names must be an iterable of str, not a single {type(names).__name__}: {names!r}"
+            )
         return self._matcher.filter(list(names), self.match)
 
     def __eq__(self, other: object) -> bool:

@@ -313,6 +313,8 @@ def rule_set(rules: str, options: Options) -> RuleSet:
     if defaults:
         name = {"seed": "the seed", "automodel": "Automodel"}.get(rules, "Megatron-Bridge")
         found.defaults_used = f"{name}'s default targets: " + " ".join(found.patterns)
+        if rules != "automodel":
+            found.defaults_used += " (Megatron-Core names; give -t for a Hugging Face model)"
     return found
 
 

@@ -1,7 +1,9 @@
-"""Module names of real model shapes (Hugging Face transformers 4.x naming), generated in code.
+"""Module names of real model shapes, generated in code.
 
 Each shape yields ``(name, is_linear)`` in ``named_modules()`` order, root (``""``) included,
-so demos and benchmarks need neither transformers nor a download.
+so demos and benchmarks need neither transformers nor a download. The plain names are the
+transformers 4.x layout, one module per expert; the ``-transformers5`` ones are the layout of
+transformers 5, which fuses each layer's experts into one module holding 3-D parameters.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ class Shape:
     expert: tuple[_Module, ...]
     experts: int
     first_moe_layer: int
+    # transformers 5: the experts as one module (parameters gate_up_proj, down_proj).
+    fused: bool = False
+    # Modules of the MoE block named before its experts (Mixtral's router in transformers 5).
+    moe_before: tuple[_Module, ...] = ()
 
     def modules(self) -> Iterator[_Module]:
         yield "", False
@@ -44,9 +50,13 @@ class Shape:
                     yield f"{mlp}{suffix}", linear
             else:
                 yield mlp, False
+                for suffix, linear in self.moe_before:
+                    yield f"{mlp}{suffix}", linear
                 experts = f"{base}.{self.experts_path}"
                 yield experts, False
-                for index in range(self.experts):
+                if self.fused:
+                    yield f"{experts}.act_fn", False
+                for index in range(0 if self.fused else self.experts):
                     yield f"{experts}.{index}", False
                     for suffix, linear in self.expert:
                         yield f"{experts}.{index}{suffix}", linear
@@ -78,7 +88,7 @@ _DEEPSEEK_MOE = (
 _DENSE = (("", False), *_SWIGLU)
 
 
-def _deepseek(name: str, experts: int, dense_layers: int) -> Shape:
+def _deepseek(name: str, experts: int, dense_layers: int, fused: bool = False) -> Shape:
     return Shape(
         name,
         61,
@@ -89,6 +99,7 @@ def _deepseek(name: str, experts: int, dense_layers: int) -> Shape:
         _SWIGLU,
         experts,
         dense_layers,
+        fused,
     )
 
 
@@ -178,6 +189,32 @@ SHAPES: dict[str, Shape | MegatronShape] = {
             0,
         ),
         Shape("llama-3.1-405b", 126, _MIXTRAL_ATTENTION, _DENSE, (), "mlp.experts", (), 0, 126),
+        _deepseek("deepseek-v3-transformers5", experts=256, dense_layers=3, fused=True),
+        Shape(
+            "qwen3-235b-a22b-transformers5",
+            94,
+            _QWEN_ATTENTION,
+            _DENSE,
+            ((".gate", False),),  # a router module, no longer nn.Linear
+            "mlp.experts",
+            (),
+            128,
+            0,
+            fused=True,
+        ),
+        Shape(
+            "mixtral-8x22b-transformers5",
+            56,
+            _MIXTRAL_ATTENTION,
+            _DENSE,
+            (),
+            "mlp.experts",
+            (),
+            8,
+            0,
+            fused=True,
+            moe_before=((".gate", False),),
+        ),
         MegatronShape("megatron-gpt", layers=24, experts=8),
     )
 }
