@@ -106,7 +106,16 @@ def test_fused_experts_are_explained(model: str, tmp_path: Path, capsys: Any) ->
     document = _json(capsys, "--hf-config", str(tmp_path), "-t", pattern)
     note = document["fused_experts"][pattern]
     assert "gate_up_proj" in note and "target_parameters" in note
+    assert document["suggestions"][pattern] == []  # close patterns select other MLPs
     assert "fused_experts" not in _json(capsys, "--model", "deepseek-v3", "-t", "*.expert.*.x")
+    built_in = _json(
+        capsys,
+        "--model",
+        f"{model}-transformers5".replace("qwen3-235b", "qwen3-235b-a22b"),
+        "-t",
+        pattern,
+    )
+    assert built_in["fused_experts"] == document["fused_experts"]
     explained = _json(
         capsys,
         "--hf-config",

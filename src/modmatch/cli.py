@@ -461,8 +461,17 @@ def _advice(rules: RuleSet, model: Model, counts: Report, selected: list[str]) -
     linear = linear if typed else None
     found = Advice(names, linear, rules.selector)
     hints = _full_name_hints(rules, counts, model)
+    fused = {
+        pattern: note
+        for pattern in counts.unmatched
+        if (note := fused_experts_note(pattern, model.fused_experts))
+    }
+    # A pattern aimed at fused experts gets the note alone: any close pattern selects
+    # something else (the dense or shared MLPs).
     suggested = {
-        pattern: [hints[pattern]]
+        pattern: []
+        if pattern in fused
+        else [hints[pattern]]
         if pattern in hints
         else suggestions(
             pattern,
@@ -473,11 +482,6 @@ def _advice(rules: RuleSet, model: Model, counts: Report, selected: list[str]) -
         if rules.literal_patterns
         else []
         for pattern in counts.unmatched
-    }
-    fused = {
-        pattern: note
-        for pattern in counts.unmatched
-        if (note := fused_experts_note(pattern, model.fused_experts))
     }
     broader = {}
     if rules.name in _DOT_IS_ANY:
