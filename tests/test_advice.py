@@ -55,6 +55,7 @@ def test_suggestions_select_linear_modules_and_keep_the_numbers(
     for suggestion in offered:
         tried = _json(capsys, "--model", shape, "-t", suggestion)
         assert tried["selected"] > 0 and tried["selected_not_linear"] == 0, suggestion
+        assert "broader_than_written" not in tried, suggestion  # means what it says
         assert all(linear[name] for name in tried["selected_names"])
         assert _numbers(typo) == _numbers(suggestion), (typo, suggestion)
         assert tried["selected"] < len(linear) / 2, suggestion  # not "everything"

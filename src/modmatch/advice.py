@@ -131,7 +131,7 @@ def broader_than_written(pattern: str, advice: Advice) -> tuple[int, int, str] |
     more than its literal reading (``*.expert.*`` also matching ``experts``)."""
     if "." not in pattern and "|" not in pattern:
         return None
-    literal = re.sub(r"([.|])", r"\\\1", pattern)
+    literal = re.sub(r"(?<!\\)([.|])", r"\\\1", pattern)  # an escaped dot is literal already
     selected, read = len(advice.selected(pattern)), len(advice.selected(literal))
     if selected <= read:
         return None

@@ -159,8 +159,9 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--model",
         choices=sorted(SHAPES),
-        help=f"a built-in model shape (default: {DEFAULT_MODEL}); transformers 4.x module names, "
-        "one module per expert, except the -transformers5 ones, whose experts are fused",
+        help=f"a built-in model shape (default: {DEFAULT_MODEL}); the Hugging Face ones have "
+        "transformers 4.x module names, one module per expert, except the -transformers5 ones, "
+        "whose experts are fused",
     )
     source.add_argument(
         "--names",
@@ -219,8 +220,9 @@ patterns (default rules; see --rules for the others):
   A pattern matches a module when it equals the module's short name (its last segment,
   q_proj) or matches its whole dotted name (model.layers.0.self_attn.q_proj). The whole
   name is matched as a Python regex, anchored at both ends, with * standing for any run of
-  characters, dots included: '*.q_proj' matches every q_proj, '*.layers.1.*' everything in
-  layer 1. A '.' is any character. Quote patterns in the shell, where * is a wildcard too.
+  characters, dots included: '*.q_proj' matches every q_proj. A '.' is any character, so
+  '*.layers.1.*' also matches layers 10 to 19; '*.layers.1\\.*' is layer 1 alone. Quote
+  patterns in the shell, where * is a wildcard too.
   --rules peft: list entries are literal, a module's name or a dotted suffix of it
   (q_proj, self_attn.q_proj); --target-regex is one regex the whole name must match.
 
@@ -493,7 +495,9 @@ def _advice(rules: RuleSet, model: Model, counts: Report, selected: list[str]) -
     not_linear = None
     if typed:
         flags = dict(model.modules)
-        not_linear = sum(1 for name in selected if not flags[name])
+        # A module held for PEFT's target_parameters is wrapped for its parameters: not a slip.
+        held = {p.rpartition(".")[0] for p in rules.selected_parameters(model) or ()}
+        not_linear = sum(1 for name in selected if not flags[name] and name not in held)
     return {
         "suggestions": suggested,
         "full_name_hints": hints,
@@ -623,7 +627,7 @@ def _write_text(
         print(f"note: {note}", file=out)
     print(f"selected {_count(len(selected), 'module')}:", file=out)
     _write_folded(out, selected)
-    if advice["not_linear"]:
+    if advice["not_linear"] and not (rules.name == "peft" and model.module is None):
         print(
             f"note: {advice['not_linear']:,} of them not nn.Linear (containers, activations, "
             "norms): most adapters wrap Linear layers only; narrow the patterns",
@@ -646,7 +650,7 @@ def _write_text(
         kind = "target" if args.target or args.peft_config or not args.exclude else "exclude"
         heading = f"{kind} patterns" + (", as written" if rewritten else "")
         print(f"{heading}:", file=out)
-        shown = [repr(c.pattern) for c in counts.patterns]
+        shown = [_quoted(c.pattern) for c in counts.patterns]
         width = max(map(len, shown))
         for text, count in zip(shown, counts.patterns, strict=True):
             print(f"  {text:<{width}}  {count.matched:>9,} names", file=out)

@@ -206,9 +206,11 @@ class PeftMatcher:
         return self if targets is self.target_modules else self.with_targets(targets)
 
     def select(self, model: Any) -> list[str]:
-        """Names of the modules ``get_peft_model`` adapts on ``model``, in ``named_modules()``
-        order. PEFT's own default targets for ``target_modules=None`` are not known here, and
-        a module LoRA cannot wrap is listed where PEFT raises."""
+        """Names of the modules ``target_modules`` selects on ``model`` as ``get_peft_model``
+        applies it, in ``named_modules()`` order. Not the transformers-5 rewriting of MoE
+        configs, nor the holders of ``target_parameters``, nor PEFT's refusals: for those,
+        :func:`modmatch.peftpreview.preview`. PEFT's default targets for
+        ``target_modules=None`` are not known here."""
         match = self.for_model(model).match
         return [name for name, _ in model.named_modules() if name and match(name)]
 
