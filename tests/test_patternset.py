@@ -99,8 +99,25 @@ def test_shards_when_one_set_does_not_fit() -> None:
     engine = SetEngine(
         [(i, p.replace(".", r"\.").replace("*", ".*")) for i, p in enumerate(patterns)], 1 << 18
     )
-    assert len(engine._shards) > 1 and engine.rejected == ()
+    assert len(engine._shards[0]) > 1 and engine.rejected(b"") == ()
     assert engine.match(b"a.layers.3.b.experts.4.c") == [34]
+
+
+def test_leading_wildcards_search_and_a_newline_takes_anchored_sets() -> None:
+    patterns = [f"*.layers.{i}.*.experts.{j}.*" for i in range(10) for j in range(10)]
+    matcher = _Matcher([*patterns, "model.*"], max_mem=1 << 18)  # small sets: several shards
+    engine = matcher._sets = SetEngine(
+        [(i, t.source) for i, t in matcher._translations.items()], 1 << 18
+    )
+    assert engine._all is None
+    names = [
+        "model.layers.3.b.experts.4.c",
+        "x\nq.layers.3.b.experts.4.c",
+        "m.layers.3.b.experts.4.c\n",
+    ]
+    for name in names:
+        assert matcher.matches(name) == expected([*patterns, "model.*"], name), name
+    assert engine._all is not None  # built for the names with a newline
 
 
 def test_re2_giving_up_at_match_time_falls_back() -> None:
@@ -115,7 +132,8 @@ def test_re2_giving_up_at_match_time_falls_back() -> None:
 
     sets = matcher._sets
     assert sets is not None
-    sets._shards[0] = (GaveUp(), *sets._shards[0][1:])  # type: ignore[assignment]
+    shards = sets._shards[0]
+    shards[0] = (GaveUp(), *shards[0][1:])  # type: ignore[call-overload]
     assert sets.match(b"lm_head") is None
     union = matcher._exact
     union._parts = [(GaveUp(), source) for _, source in union._parts]  # type: ignore[misc]

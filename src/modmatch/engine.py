@@ -1,8 +1,7 @@
 """RE2 behind a small interface: many translated patterns, one pass over each name.
 
 :class:`UnionEngine` answers "does any pattern match" with one regex, the alternation of all
-sources; :class:`SetEngine` answers "which patterns match" with start-anchored ``re2.Set``
-objects of at most ``_SET_SIZE`` patterns. A set reports a DFA out of memory as "no match", so
+sources; :class:`SetEngine` answers "which patterns match" with ``re2.Set`` objects. A set reports a DFA out of memory as "no match", so
 every set also holds a sentinel that matches every name: an answer without it means RE2 gave up,
 and the caller answers another way.
 """
@@ -25,6 +24,11 @@ _MATCH_EVERYTHING = ""
 # Patterns per set: a set's DFA carries every pattern in every state, so larger sets thrash
 # (10,000 wildcard patterns: 314 µs per new name) and RE2 logs a simplifier warning per pattern.
 _SET_SIZE = 1024
+# Unanchored sets share the work of every start position between their patterns: 4,096
+# leading-wildcard patterns cost about what 1,024 do.
+_SEARCH_SET_SIZE = 4096
+# How the translation writes a leading `*` (see translate.py).
+_LEADING_WILDCARD = "\\A[^\\n]*"
 
 
 def _options(max_mem: int) -> re2.Options:
@@ -129,58 +133,113 @@ class LineEngine:
 
 
 class SetEngine:
-    """Matches bytes against RE2 sources; says which it could not take and when it gave up."""
+    """Matches bytes against RE2 sources; says which it could not take and when it gave up.
 
-    __slots__ = ("_shards", "rejected")
+    A source that starts with a leading wildcard (``\\A[^\\n]*``) keeps every pattern alive
+    at every position of a start-anchored set. On a name without a newline it matches exactly
+    where the rest of it matches anywhere, so those go, stripped, into unanchored sets, whose
+    DFA tries all start positions at once: the cost per name stays flat in the number of
+    patterns. A name with a newline (where an unanchored match could start after it) is
+    answered by start-anchored sets of every source, built when the first such name comes.
+    """
+
+    __slots__ = ("_all", "_max_mem", "_shards", "_sources")
 
     def __init__(self, sources: Sequence[tuple[int, str]], max_mem: int = DEFAULT_MAX_MEM) -> None:
         """``sources`` pairs each caller's pattern index with its RE2 syntax."""
-        # Each set with the caller's index of each of its patterns; the sentinel is pattern 0.
-        self._shards: list[tuple[re2.Set, tuple[int, ...]]] = []
+        self._sources = list(sources)
+        self._max_mem = max_mem
+        anchored = [(i, s) for i, s in self._sources if not s.startswith(_LEADING_WILDCARD)]
+        floating = [
+            (i, s[len(_LEADING_WILDCARD) :])
+            for i, s in self._sources
+            if s.startswith(_LEADING_WILDCARD)
+        ]
         rejected: list[int] = []
-        options = _options(max_mem)
-        sources = list(sources)
-        for start in range(0, len(sources), _SET_SIZE):
-            self._build(sources[start : start + _SET_SIZE], options, rejected)
-        self.rejected = tuple(sorted(rejected))
+        shards = _sets(anchored, re2.Set.MatchSet, _SET_SIZE, max_mem, rejected)
+        shards += _sets(floating, re2.Set.SearchSet, _SEARCH_SET_SIZE, max_mem, rejected)
+        self._shards: _Shards = (shards, tuple(sorted(rejected)))
+        self._all: _Shards | None = None
 
-    def _build(
-        self, sources: list[tuple[int, str]], options: re2.Options, rejected: list[int]
-    ) -> None:
-        compiled = re2.Set.MatchSet(options)
-        compiled.Add(_MATCH_EVERYTHING)
-        added = []
-        for index, source in sources:
-            # Add parses one pattern at a time, so a pattern RE2 refuses (a nested repeat over
-            # 1000, say) goes back to the caller instead of failing the whole set.
-            try:
-                compiled.Add(source)
-            except re2.error:
-                rejected.append(index)
-            else:
-                added.append((index, source))
-        if not added:
-            return
-        try:
-            compiled.Compile()
-        except re2.error:
-            # Over the memory budget: halve the set until each part fits.
-            if len(added) == 1:
-                rejected.append(added[0][0])
-                return
-            middle = len(added) // 2
-            self._build(added[:middle], options, rejected)
-            self._build(added[middle:], options, rejected)
-            return
-        self._shards.append((compiled, (-1, *(index for index, _ in added))))
+    def rejected(self, text: bytes) -> tuple[int, ...]:
+        """The indices of the sources no set answering ``text`` could hold: the caller's to
+        answer."""
+        return self._for(text)[1]
+
+    def _for(self, text: bytes) -> _Shards:
+        if b"\n" not in text:
+            return self._shards
+        if self._all is None:
+            # Every source start-anchored: an unanchored match could start after the newline.
+            rejected: list[int] = []
+            shards = _sets(self._sources, re2.Set.MatchSet, _SET_SIZE, self._max_mem, rejected)
+            self._all = (shards, tuple(sorted(rejected)))
+        return self._all
 
     def match(self, text: bytes) -> list[int] | None:
         """Indices of the patterns matching ``text``, unordered; None if RE2 gave up."""
+        shards = self._for(text)[0]
         found: list[int] = []
-        for compiled, indices in self._shards:
+        for compiled, indices in shards:
             hits = compiled.Match(text)
             if hits is None:  # the sentinel matches every name: RE2 gave up
                 return None
             if len(hits) > 1:
                 found += [indices[hit] for hit in hits if hit]
         return found
+
+
+# Sets, each with the caller's index of each of its patterns, and the indices none could hold.
+_Shards = tuple[list[tuple[re2.Set, tuple[int, ...]]], tuple[int, ...]]
+
+
+def _sets(
+    sources: list[tuple[int, str]],
+    kind: Callable[[re2.Options], re2.Set],
+    size: int,
+    max_mem: int,
+    rejected: list[int],
+) -> list[tuple[re2.Set, tuple[int, ...]]]:
+    """Sets of ``kind`` holding ``sources``, ``size`` at most each; refused indices go to
+    ``rejected``."""
+    shards: list[tuple[re2.Set, tuple[int, ...]]] = []
+    options = _options(max_mem)
+    for start in range(0, len(sources), size):
+        _build(sources[start : start + size], kind, options, shards, rejected)
+    return shards
+
+
+def _build(
+    sources: list[tuple[int, str]],
+    kind: Callable[[re2.Options], re2.Set],
+    options: re2.Options,
+    shards: list[tuple[re2.Set, tuple[int, ...]]],
+    rejected: list[int],
+) -> None:
+    compiled = kind(options)
+    compiled.Add(_MATCH_EVERYTHING)
+    added = []
+    for index, source in sources:
+        # Add parses one pattern at a time, so a pattern RE2 refuses (a nested repeat over
+        # 1000, say) goes back to the caller instead of failing the whole set.
+        try:
+            compiled.Add(source)
+        except re2.error:
+            rejected.append(index)
+        else:
+            added.append((index, source))
+    if not added:
+        return
+    try:
+        compiled.Compile()
+    except re2.error:
+        # Over the memory budget: halve the set until each part fits.
+        if len(added) == 1:
+            rejected.append(added[0][0])
+            return
+        middle = len(added) // 2
+        _build(added[:middle], kind, options, shards, rejected)
+        _build(added[middle:], kind, options, shards, rejected)
+        return
+    # Each set with the caller's index of each of its patterns; the sentinel is pattern 0.
+    shards.append((compiled, (-1, *(index for index, _ in added))))

@@ -277,7 +277,7 @@ class _Matcher:
                 hits = [index for index in hits if index not in sensitive]
                 hits += self._by_re(sensitive, name)
         # Patterns no set could hold within the memory budget, and those only re can run.
-        hits += self._by_re(self._sets.rejected, name)
+        hits += self._by_re(self._sets.rejected(text), name)
         hits += self._by_re(self._fallbacks, name)
         hits.sort()
         return tuple(hits)
