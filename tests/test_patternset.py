@@ -120,6 +120,26 @@ def test_leading_wildcards_search_and_a_newline_takes_anchored_sets() -> None:
     assert engine._all is not None  # built for the names with a newline
 
 
+def test_the_binding_s_own_set_match_agrees_with_the_public_one() -> None:
+    import re2
+
+    from modmatch.engine import set_matcher
+
+    compiled = re2.Set.MatchSet()
+    for source in ("", "[^\\n]*q_proj", "model[^\\n]*", "x"):
+        compiled.Add(source)
+    compiled.Compile()
+    texts = [b"model.q_proj", b"model", b"q_proj", b"x", b"", b"\xff"]
+    fast = set_matcher(compiled)
+    assert fast is not compiled.Match  # the binding's own, where google-re2 has it
+    assert [fast(t) or None for t in texts] == [compiled.Match(t) for t in texts]
+
+    class Public:  # a binding without the private object: the public call
+        Match = compiled.Match
+
+    assert set_matcher(Public()) == compiled.Match  # type: ignore[arg-type]
+
+
 def test_re2_giving_up_at_match_time_falls_back() -> None:
     matcher = _Matcher(PATTERNS)
     matcher.matches("lm_head")  # builds the sets
@@ -133,10 +153,10 @@ def test_re2_giving_up_at_match_time_falls_back() -> None:
     sets = matcher._sets
     assert sets is not None
     shards = sets._shards[0]
-    shards[0] = (GaveUp(), *shards[0][1:])  # type: ignore[call-overload]
+    shards[0] = (GaveUp().Match, *shards[0][1:])
     assert sets.match(b"lm_head") is None
     union = matcher._exact
-    union._parts = [(GaveUp(), source) for _, source in union._parts]  # type: ignore[misc]
+    union._parts = [(GaveUp().Match, source) for _, source in union._parts]
     for name in NAMES:
         assert matcher.matches(name) == expected(PATTERNS, name)
         assert matcher.any(name) is bool(expected(PATTERNS, name))

@@ -9,13 +9,13 @@ and the caller answers another way.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import re2
 
 T = TypeVar("T")
 
-__all__ = ["LineEngine", "SetEngine", "UnionEngine"]
+__all__ = ["LineEngine", "SetEngine", "UnionEngine", "set_matcher"]
 
 # Per set. Memory is taken only as the DFA grows; the default of 8 MiB cannot even compile a
 # set of ~2,000 wildcard patterns, while 10,000 fit in 64 MiB.
@@ -29,6 +29,15 @@ _SET_SIZE = 1024
 _SEARCH_SET_SIZE = 4096
 # How the translation writes a leading `*` (see translate.py).
 _LEADING_WILDCARD = "\\A[^\\n]*"
+
+
+def set_matcher(compiled: re2.Set) -> Callable[[bytes], list[int] | None]:
+    """The compiled set's match on bytes: the binding's own call where it is there, since the
+    public ``Set.Match`` only re-checks the type on top of it (a third of a cold match). An
+    empty or None answer means RE2 gave up (the sentinel is in every set)."""
+    underlying = getattr(compiled, "_set", None)
+    match = getattr(underlying, "Match", None)
+    return cast(Callable[[bytes], "list[int] | None"], match if callable(match) else compiled.Match)
 
 
 def _options(max_mem: int) -> re2.Options:
@@ -66,7 +75,7 @@ class UnionEngine:
         self._options = _options(max_mem)
         # Each part is a one-regex set with the sentinel (RE2's sets match faster than its regex
         # objects) and the regex source, run as a regex object where the set cannot answer.
-        self._parts: list[tuple[re2.Set | None, str]] = []
+        self._parts: list[tuple[Callable[[bytes], list[int] | None] | None, str]] = []
         self._regexes: dict[str, re2._Regexp] = {}
 
     def add(self, alternatives: Sequence[T], join: Callable[[Sequence[T]], str]) -> None:
@@ -87,13 +96,13 @@ class UnionEngine:
             self._regex(source)
             self._parts.append((None, source))
         else:
-            self._parts.append((compiled, source))
+            self._parts.append((set_matcher(compiled), source))
 
     def match(self, text: bytes) -> bool:
         """Whether some alternative matches ``text`` from its start."""
-        for compiled, source in self._parts:
-            hits = None if compiled is None else compiled.Match(text)
-            if hits is None:
+        for set_match, source in self._parts:
+            hits = None if set_match is None else set_match(text)
+            if not hits:
                 # No set, or its DFA ran out of memory (it then answers "no match", which the
                 # sentinel rules out). A regex object falls back to RE2's NFA: slower, never wrong.
                 if self._regex(source).match(text) is not None:
@@ -180,17 +189,19 @@ class SetEngine:
         """Indices of the patterns matching ``text``, unordered; None if RE2 gave up."""
         shards = self._for(text)[0]
         found: list[int] = []
-        for compiled, indices in shards:
-            hits = compiled.Match(text)
-            if hits is None:  # the sentinel matches every name: RE2 gave up
+        for set_match, indices in shards:
+            hits = set_match(text)
+            if not hits:  # the sentinel matches every name: RE2 gave up
                 return None
             if len(hits) > 1:
                 found += [indices[hit] for hit in hits if hit]
         return found
 
 
-# Sets, each with the caller's index of each of its patterns, and the indices none could hold.
-_Shards = tuple[list[tuple[re2.Set, tuple[int, ...]]], tuple[int, ...]]
+# Sets (their match), each with the caller's index of each of its patterns, and the indices
+# none could hold.
+_SetMatch = Callable[[bytes], "list[int] | None"]
+_Shards = tuple[list[tuple[_SetMatch, tuple[int, ...]]], tuple[int, ...]]
 
 
 def _sets(
@@ -199,10 +210,10 @@ def _sets(
     size: int,
     max_mem: int,
     rejected: list[int],
-) -> list[tuple[re2.Set, tuple[int, ...]]]:
+) -> list[tuple[_SetMatch, tuple[int, ...]]]:
     """Sets of ``kind`` holding ``sources``, ``size`` at most each; refused indices go to
     ``rejected``."""
-    shards: list[tuple[re2.Set, tuple[int, ...]]] = []
+    shards: list[tuple[_SetMatch, tuple[int, ...]]] = []
     options = _options(max_mem)
     for start in range(0, len(sources), size):
         _build(sources[start : start + size], kind, options, shards, rejected)
@@ -213,7 +224,7 @@ def _build(
     sources: list[tuple[int, str]],
     kind: Callable[[re2.Options], re2.Set],
     options: re2.Options,
-    shards: list[tuple[re2.Set, tuple[int, ...]]],
+    shards: list[tuple[_SetMatch, tuple[int, ...]]],
     rejected: list[int],
 ) -> None:
     compiled = kind(options)
@@ -241,5 +252,5 @@ def _build(
         _build(added[:middle], kind, options, shards, rejected)
         _build(added[middle:], kind, options, shards, rejected)
         return
-    # Each set with the caller's index of each of its patterns; the sentinel is pattern 0.
-    shards.append((compiled, (-1, *(index for index, _ in added))))
+    # Each set's match, with the caller's index of each of its patterns; the sentinel is 0.
+    shards.append((set_matcher(compiled), (-1, *(index for index, _ in added))))
