@@ -142,3 +142,16 @@ def test_wildcard_match_is_the_seeds() -> None:
         wildcard_match("(", "x")
     with pytest.raises(TypeError):
         wildcard_match("x", b"x")  # type: ignore[arg-type]
+
+
+def test_warm_answers_are_the_cold_ones_by_identity() -> None:
+    matcher = ModuleMatcher(target_modules=["q_proj", "*.mlp.*"])
+    linear = nn.Linear(1, 1, device="meta")
+    calls = [("q_proj", "model.layers.0"), ("k_proj", "a"), ("up_proj", "x.mlp"), ("o", None)]
+    cold = [matcher.match(linear, name, prefix) for name, prefix in calls]
+    assert cold == [True, None, True, None]
+    for (name, prefix), first in zip(calls, cold, strict=True):
+        assert matcher.match(nn.ReLU(), name, prefix) is first  # the module cannot matter here
+        assert matcher.match(linear, name, prefix) is reference.ModuleMatcher(
+            target_modules=["q_proj", "*.mlp.*"]
+        ).match(linear, name, prefix)

@@ -17,6 +17,9 @@ from .patternset import PatternSet
 __all__ = ["Explanation", "ModuleMatcher", "Rule", "wildcard_match"]
 
 _DEFAULT_TARGETS = ("linear_qkv", "linear_proj", "linear_fc1", "linear_fc2")
+_UNSEEN = object()
+# Answers kept per matcher for targets-only configurations (as PatternSet's default cache).
+_ANSWERS = 1 << 18
 _linear_type: type | None = None
 
 
@@ -117,9 +120,24 @@ class ModuleMatcher:
             )
         object.__setattr__(self, "_targets", NameRule(targets, strict=self.strict))
         object.__setattr__(self, "_excludes", NameRule(excludes, strict=self.strict))
+        # Targets alone (nearly every real configuration): the answer depends on the name and
+        # the prefix only, so it is kept per (name, prefix) and a warm call is a dict hit.
+        targets_only = bool(targets) and not self.match_all_linear and not self.is_causal_lm
+        object.__setattr__(self, "_answers", {} if targets_only and excludes_empty else None)
 
     def match(self, m: Any, name: str | None = None, prefix: str | None = None) -> bool | None:
         """True or False as the seed decides; None when there are targets and none matched."""
+        answers = self._answers  # type: ignore[attr-defined]
+        if answers is not None and type(name) is str and (prefix is None or type(prefix) is str):
+            found = answers.get((name, prefix), _UNSEEN)
+            if found is _UNSEEN:
+                if len(answers) >= _ANSWERS:
+                    answers.clear()  # emptied when full, as PatternSet's caches are
+                found = answers[name, prefix] = self._decide(m, name, prefix)
+            return found  # type: ignore[no-any-return]
+        return self._decide(m, name, prefix)
+
+    def _decide(self, m: Any, name: str | None, prefix: str | None) -> bool | None:
         full_name = f"{prefix}.{name}" if prefix else name
         if self.is_causal_lm and "lm_head" in full_name:  # type: ignore[operator]
             return False
