@@ -11,7 +11,7 @@ import pytest
 
 from modmatch import FallbackWarning, PatternError, PatternSet, reference
 from modmatch.engine import SetEngine
-from modmatch.patternset import _Matcher
+from modmatch.patternset import _Matcher, _one_set_any
 
 NAMES = [
     "model.layers.0.self_attn.q_proj",
@@ -157,9 +157,14 @@ def test_re2_giving_up_at_match_time_falls_back() -> None:
     assert sets.match(b"lm_head") is None
     union = matcher._exact
     union._parts = [(GaveUp().Match, source) for _, source in union._parts]
+    # The one-set shortcut (where the patterns allow it) holds the set itself: drop it for the
+    # patched general path, and give the shortcut a set that gives up too.
+    matcher.__dict__.pop("any", None)
+    shortcut = _one_set_any(GaveUp().Match, matcher.any)
     for name in NAMES:
         assert matcher.matches(name) == expected(PATTERNS, name)
         assert matcher.any(name) is bool(expected(PATTERNS, name))
+        assert shortcut(name) is bool(expected(PATTERNS, name))
 
 
 @pytest.mark.parametrize(

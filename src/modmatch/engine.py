@@ -98,6 +98,12 @@ class UnionEngine:
         else:
             self._parts.append((set_matcher(compiled), source))
 
+    def single(self) -> Callable[[bytes], list[int] | None] | None:
+        """The one set's match when a single set holds every alternative, else None."""
+        if len(self._parts) == 1:
+            return self._parts[0][0]
+        return None
+
     def match(self, text: bytes) -> bool:
         """Whether some alternative matches ``text`` from its start."""
         for set_match, source in self._parts:

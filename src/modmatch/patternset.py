@@ -76,7 +76,11 @@ class PatternSet:
         except TypeError:  # unhashable
             raise _not_a_name(name) from None
         if found is None:
-            found = self._remember(self._any, name, self._matcher.any(name))
+            # Remembered here, not in _remember: one frame less on a name not seen before.
+            cache = self._any
+            found = cache[name] = self._matcher.any(name)
+            if len(cache) > self._cache_size:
+                cache.clear()
         return found
 
     def matches(self, name: str) -> tuple[int, ...]:
@@ -236,6 +240,10 @@ class _Matcher:
             self._lines.add(patterns, functools.partial(plain_union, per_line=True))
         self._compiled: dict[int, Callable[[str], re.Match[str] | None]] = {}
         self._sensitive: dict[Sensitivity, frozenset[int]] = {}
+        # The common case, decided once: one RE2 set answers every pattern, none needs re.
+        single = self._exact.single()
+        if single is not None and not self._sensitivity and not self._fallbacks:
+            self.any = _one_set_any(single, self.any)  # type: ignore[method-assign,assignment]
 
     def any(self, name: str) -> bool:
         """Whether some pattern matches ``name``."""
@@ -330,6 +338,22 @@ def _union(alternatives: Sequence[tuple[bool, str]]) -> str:
     plain = [text for is_plain_pattern, text in alternatives if is_plain_pattern]
     sources = [text for is_plain_pattern, text in alternatives if not is_plain_pattern]
     return "|".join(([plain_union(plain)] if plain else []) + sources)
+
+
+def _one_set_any(
+    set_match: Callable[[bytes], list[int] | None], general: Callable[[str], bool]
+) -> Callable[[str], bool]:
+    """``any`` as one RE2 call; the general path for what that call cannot answer."""
+
+    def any_match(name: str) -> bool:
+        try:
+            hits = set_match(str.encode(name))
+        except (TypeError, UnicodeEncodeError):  # not a str, or a lone surrogate
+            return general(name)
+        # Every set holds a sentinel: no hits at all means RE2 gave up.
+        return len(hits) > 1 if hits else general(name)
+
+    return any_match
 
 
 def _not_a_name(name: object) -> TypeError:
