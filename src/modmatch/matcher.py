@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from .namerule import NameRule
-from .patternset import PatternSet
+from .patternset import DEFAULT_CACHE_SIZE, PatternSet
 
 __all__ = ["Explanation", "ModuleMatcher", "Rule", "wildcard_match"]
 
 _DEFAULT_TARGETS = ("linear_qkv", "linear_proj", "linear_fc1", "linear_fc2")
 _UNSEEN = object()
 # Answers kept per matcher for targets-only configurations (as PatternSet's default cache).
-_ANSWERS = 1 << 18
+_ANSWERS = DEFAULT_CACHE_SIZE
 _linear_type: type | None = None
 
 
@@ -118,22 +118,31 @@ class ModuleMatcher:
             raise ValueError(
                 "Expected match_all_linear to be true or target_modules/exclude_modules to be non-empty"
             )
-        object.__setattr__(self, "_targets", NameRule(targets, strict=self.strict))
-        object.__setattr__(self, "_excludes", NameRule(excludes, strict=self.strict))
         # Targets alone (nearly every real configuration): the answer depends on the name and
-        # the prefix only, so it is kept per (name, prefix) and a warm call is a dict hit.
-        targets_only = bool(targets) and not self.match_all_linear and not self.is_causal_lm
-        object.__setattr__(self, "_answers", {} if targets_only and excludes_empty else None)
+        # the prefix only, so it is kept per (name, prefix) and a warm call is a dict hit; the
+        # pattern set's own cache would only repeat it.
+        targets_only = (
+            bool(targets) and excludes_empty and not self.match_all_linear and not self.is_causal_lm
+        )
+        cache_size = 0 if targets_only else DEFAULT_CACHE_SIZE
+        object.__setattr__(
+            self, "_targets", NameRule(targets, strict=self.strict, cache_size=cache_size)
+        )
+        object.__setattr__(self, "_excludes", NameRule(excludes, strict=self.strict))
+        object.__setattr__(self, "_answers", {} if targets_only else None)
 
     def match(self, m: Any, name: str | None = None, prefix: str | None = None) -> bool | None:
         """True or False as the seed decides; None when there are targets and none matched."""
         answers = self._answers  # type: ignore[attr-defined]
         if answers is not None and type(name) is str and (prefix is None or type(prefix) is str):
-            found = answers.get((name, prefix), _UNSEEN)
+            key = (name, prefix)
+            found = answers.get(key, _UNSEEN)
             if found is _UNSEEN:
-                if len(answers) >= _ANSWERS:
+                # The targets rule of _decide, inlined: a cold call is one frame shorter.
+                full_name = f"{prefix}.{name}" if prefix else name
+                found = answers[key] = self._targets.matches(name, full_name) or None  # type: ignore[attr-defined]
+                if len(answers) > _ANSWERS:
                     answers.clear()  # emptied when full, as PatternSet's caches are
-                found = answers[name, prefix] = self._decide(m, name, prefix)
             return found  # type: ignore[no-any-return]
         return self._decide(m, name, prefix)
 

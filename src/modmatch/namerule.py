@@ -7,7 +7,7 @@ import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .patternset import PatternSet
+from .patternset import DEFAULT_CACHE_SIZE, PatternSet
 from .syntax import SEED, Syntax
 
 __all__ = ["NameRule"]
@@ -21,10 +21,19 @@ class NameRule:
     __slots__ = ("_matches_full_name", "_names", "_patterns", "_set")
 
     def __init__(
-        self, patterns: Sequence[str] | None, syntax: Syntax = SEED, *, strict: bool = False
+        self,
+        patterns: Sequence[str] | None,
+        syntax: Syntax = SEED,
+        *,
+        strict: bool = False,
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         self._patterns = patterns
-        self._set = PatternSet(patterns, syntax=syntax, strict=strict) if patterns else None
+        self._set = (
+            PatternSet(patterns, syntax=syntax, strict=strict, cache_size=cache_size)
+            if patterns
+            else None
+        )
         self._names = frozenset(patterns) if patterns else frozenset()
         self._matches_full_name: Callable[[str], bool] | None = (
             None if self._set is None else self._set.match
