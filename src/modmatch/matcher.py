@@ -121,8 +121,9 @@ class ModuleMatcher:
         # Targets alone (nearly every real configuration): the answer depends on the name and
         # the prefix only, so it is kept per (name, prefix) and a warm call is a dict hit; the
         # pattern set's own cache would only repeat it.
+        # Excludes by truth, as match's assertion reads them (a tuple counts, unlike above).
         targets_only = (
-            bool(targets) and excludes_empty and not self.match_all_linear and not self.is_causal_lm
+            bool(targets) and not excludes and not self.match_all_linear and not self.is_causal_lm
         )
         cache_size = 0 if targets_only else DEFAULT_CACHE_SIZE
         object.__setattr__(
