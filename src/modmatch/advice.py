@@ -12,7 +12,7 @@ import difflib
 import re
 from collections.abc import Callable, Iterator
 
-__all__ = ["Advice", "broader_than_written", "fused_experts_note", "suggestions"]
+__all__ = ["Advice", "fused_experts_note", "literal_reading", "suggestions", "why_broader"]
 
 # What one candidate pattern selects among the model's names, under the active rules.
 Selects = Callable[[str], Callable[[str], bool]]
@@ -126,17 +126,17 @@ def _shared_parts(words: list[str]) -> list[str]:
     return sorted(parts, key=lambda part: (-len(part), part))
 
 
-def broader_than_written(pattern: str, advice: Advice) -> tuple[int, int, str] | None:
-    """``(selected, read literally, why)`` when the pattern's ``.`` or ``|`` makes it select
-    more than its literal reading (``*.expert.*`` also matching ``experts``)."""
+def literal_reading(pattern: str) -> str | None:
+    """The pattern with its ``.`` and ``|`` read literally, where it has any: what it selects
+    is what the pattern seems to say (``*.expert.*`` then no longer matches ``experts``)."""
     if "." not in pattern and "|" not in pattern:
         return None
-    literal = re.sub(r"(?<!\\)([.|])", r"\\\1", pattern)  # an escaped dot is literal already
-    selected, read = len(advice.selected(pattern)), len(advice.selected(literal))
-    if selected <= read:
-        return None
-    why = "'|' splits the whole pattern in two" if "|" in pattern else "'.' matches any character"
-    return selected, read, why
+    return re.sub(r"(?<!\\)([.|])", r"\\\1", pattern)  # an escaped dot is literal already
+
+
+def why_broader(pattern: str) -> str:
+    """Why a pattern selects more than its literal reading."""
+    return "'|' splits the whole pattern in two" if "|" in pattern else "'.' matches any character"
 
 
 # Per-expert projection names (transformers 4.x and Mixtral's), fused in transformers 5.

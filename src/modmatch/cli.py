@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .advice import Advice, broader_than_written, fused_experts_note, suggestions
+from .advice import Advice, fused_experts_note, literal_reading, suggestions, why_broader
 from .errors import FallbackWarning, PatternError
 from .fold import fold
 from .peft import PeftMatcher, exact_target_modules
@@ -485,13 +485,7 @@ def _advice(rules: RuleSet, model: Model, counts: Report, selected: list[str]) -
         else []
         for pattern in counts.unmatched
     }
-    broader = {}
-    if rules.name in _DOT_IS_ANY:
-        for count in counts.patterns:
-            flagged = count.matched and broader_than_written(count.pattern, found)
-            if flagged:
-                many, literal, why = flagged
-                broader[count.pattern] = {"selected": many, "literal": literal, "why": why}
+    broader = _broader_than_written(rules, model, counts) if rules.name in _DOT_IS_ANY else {}
     not_linear = None
     if typed:
         flags = dict(model.modules)
@@ -504,6 +498,27 @@ def _advice(rules: RuleSet, model: Model, counts: Report, selected: list[str]) -
         "fused_experts": fused,
         "broader": broader,
         "not_linear": not_linear,
+    }
+
+
+def _broader_than_written(rules: RuleSet, model: Model, counts: Report) -> dict[str, Any]:
+    """The matched patterns that select more than their literal reading, the readings counted
+    in one pass over the names, as the patterns were."""
+    readings = {
+        count.pattern: (count.matched, reading)
+        for count in counts.patterns
+        if count.matched and (reading := literal_reading(count.pattern)) is not None
+    }
+    if not readings:
+        return {}
+    literals = [reading for _, reading in readings.values()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # readings that match nothing are the point
+        read = report(literals, rules.asked(model), selects=rules.selects(literals))
+    return {
+        pattern: {"selected": matched, "literal": literal.matched, "why": why_broader(pattern)}
+        for (pattern, (matched, _)), literal in zip(readings.items(), read.patterns, strict=True)
+        if matched > literal.matched
     }
 
 
