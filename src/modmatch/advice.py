@@ -73,9 +73,9 @@ def _candidates(pattern: str, advice: Advice, full_name: bool) -> Iterator[list[
     # still name something.
     shorter = [fixed[:i] + fixed[i + 1 :] for i in range(len(fixed) - 1)]
     yield [
-        ".".join(parts)
-        for i, parts in enumerate(shorter)
-        if _LITERAL_SEGMENT.fullmatch(fixed[i]) and any(map(_LITERAL_SEGMENT.fullmatch, parts))
+        ".".join(rest)
+        for i, rest in enumerate(shorter)
+        if _LITERAL_SEGMENT.fullmatch(fixed[i]) and any(map(_LITERAL_SEGMENT.fullmatch, rest))
     ]
     if "." not in pattern:
         close = difflib.get_close_matches(pattern, advice.last_segments, _MOST, 0.6)

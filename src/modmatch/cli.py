@@ -267,16 +267,21 @@ def _options(args: argparse.Namespace) -> tuple[str, Options]:
     )
 
 
-def _read_peft_config(path: str) -> dict[str, Any]:
+def _read_json(path: str, in_folder: str) -> tuple[Path, Any]:
+    """A JSON file, or the file named ``in_folder`` where ``path`` is a folder, with its path."""
     file = Path(path)
     if file.is_dir():
-        file = file / "adapter_config.json"
+        file = file / in_folder
     try:
-        settings = json.loads(file.read_text(encoding="utf-8"))
+        return file, json.loads(file.read_text(encoding="utf-8"))
     except OSError as error:
         raise InputError(f"cannot read {file}: {error.strerror}") from error
     except ValueError as error:
         raise InputError(f"{file} is not JSON: {error}") from error
+
+
+def _read_peft_config(path: str) -> dict[str, Any]:
+    file, settings = _read_json(path, "adapter_config.json")
     if not isinstance(settings, dict):
         raise InputError(f"{file} is not a PEFT config: expected a JSON object")
     options: dict[str, Any] = {}
@@ -365,15 +370,7 @@ def _hf_model(path: str) -> Model:
         raise InputError("--hf-config needs transformers: pip install 'modmatch[hf]'") from error
     import torch
 
-    file = Path(path)
-    if file.is_dir():
-        file = file / "config.json"  # a model folder, as Hugging Face users have it
-    try:
-        settings = json.loads(file.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise InputError(f"cannot read {file}: {error.strerror}") from error
-    except ValueError as error:
-        raise InputError(f"{file} is not JSON: {error}") from error
+    file, settings = _read_json(path, "config.json")  # a model folder, as users have it
     if not isinstance(settings, dict) or "model_type" not in settings:
         raise InputError(f"{file} is not a Hugging Face model config: it has no model_type")
     if settings["model_type"] not in transformers.CONFIG_MAPPING:
