@@ -27,6 +27,7 @@ TYPOS = {
         "*.mlp.exprts.*.up_proj",
         "q_a_prj",
         "model.layer.5.self_attn.*",
+        "mlp|kv_b_proj",
     ],
     "qwen3-235b-a22b": ["*.self_atn.q_proj", "model.layers.7.mlp.experts.12.gate_prj", "k_projj"],
     "mixtral-8x22b": ["*.block_sparse_mo.experts.*.w1", "model.layers.3.self_attn.q_prj"],

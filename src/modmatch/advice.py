@@ -42,8 +42,9 @@ def suggestions(pattern: str, advice: Advice, *, full_name: bool, dot_is_any: bo
     ``dot_is_any``: a ``.`` in a pattern is any character (the seed's syntax)."""
     if "|" in pattern:  # meant as "or" between whole patterns: each side on its own
         sides = [
-            [side]
-            if _linear_only(side, advice)
+            # A side that works as it is, or narrowed to Linear modules, is its own suggestion.
+            [usable[0]]
+            if (usable := _linear_only(side, advice))
             else suggestions(side, advice, full_name=full_name, dot_is_any=dot_is_any)
             for side in pattern.split("|")
         ]
