@@ -62,14 +62,6 @@ def preview(
     _refuse(outcome, module)
     if outcome.parameters is None:
         notes.append("target_parameters are previewed only with --hf-config")
-    if module is None:
-        others = len([name for name in outcome.wrapped if name not in linear])
-        if others:
-            notes.append(
-                f"{others:,} selected modules are not Linear: LoRA wraps Linear, Embedding, "
-                "Conv and MultiheadAttention modules and PEFT refuses others (module types are "
-                "known only with --hf-config)"
-            )
     if rewritten is None:
         return Preview(outcome.wrapped, outcome.parameters, outcome.applied, notes=notes)
     before, after = set(literal.wrapped), set(outcome.wrapped)

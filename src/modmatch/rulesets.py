@@ -275,7 +275,18 @@ class _PeftRuleSet(RuleSet):
         return {"widened": previewed.widened, "dropped": previewed.dropped}
 
     def notes(self, model: Model) -> list[str]:
-        notes = list(self.preview(model).notes)
+        previewed = self.preview(model)
+        notes = list(previewed.notes)
+        flags = dict(model.modules)
+        # Counted by the modules' own flags: the output layer is Linear, though "all-linear"
+        # leaves it out.
+        others = sum(1 for name in previewed.wrapped if not flags[name])
+        if others and model.module is None:
+            notes.append(
+                f"{others:,} selected modules are not Linear: LoRA wraps Linear, Embedding, "
+                "Conv and MultiheadAttention modules and PEFT refuses others (module types are "
+                "known only with --hf-config)"
+            )
         if self.matcher.all_linear and model.module is None:
             notes.append(
                 f"all-linear: {model.output_embedding!r} taken as the output layer PEFT leaves out"
