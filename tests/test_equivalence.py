@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 import pytest
@@ -10,7 +11,15 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from torch import nn
 
-from modmatch import ModuleMatcher, PatternError, PatternSet, Rule, reference, wildcard_match
+from modmatch import (
+    FallbackWarning,
+    ModuleMatcher,
+    PatternError,
+    PatternSet,
+    Rule,
+    reference,
+    wildcard_match,
+)
 from strategies import NAMES, PATTERNS, SOUP, compiles
 
 pytestmark = [
@@ -231,3 +240,43 @@ def test_filter_of_plain_patterns_in_one_pass(patterns: list[str], names: list[s
     expected = [n for n in names if any(reference.wildcard_match(p, n) for p in patterns)]
     assert PatternSet(patterns).filter(names) == expected
     assert PatternSet(patterns).filter(iter(names)) == expected
+
+
+@given(
+    modules=st.lists(st.tuples(NAMES, st.sampled_from(sorted(MODULES))), min_size=1, max_size=8),
+    data=st.data(),
+    as_targets=st.booleans(),
+    match_all_linear=st.booleans(),
+    is_causal_lm=st.booleans(),
+)
+def test_select_of_the_models_own_names(
+    modules: list[tuple[str, str]],
+    data: st.DataObject,
+    as_targets: bool,
+    match_all_linear: bool,
+    is_causal_lm: bool,
+) -> None:
+    # Patterns drawn from the model's own names (any characters), so that the one-pass rule
+    # for a pattern equal to a short name meets dots, newlines and escapes.
+    own = [part for name, _ in modules for part in (name, name.rpartition(".")[2])]
+    drawn = st.one_of(st.sampled_from(own), PLAIN_PATTERNS)
+    patterns = data.draw(st.lists(drawn.filter(compiles), min_size=1, max_size=5))
+    kwargs: dict[str, Any] = {
+        "target_modules": patterns if as_targets else [],
+        "exclude_modules": [] if as_targets else patterns,
+        "match_all_linear": match_all_linear,
+        "is_causal_lm": is_causal_lm,
+    }
+    seed = reference.ModuleMatcher(**kwargs)
+    model = _Model([(name, MODULES[kind]) for name, kind in modules])
+    expected = outcome(
+        lambda: [
+            (full_name, module)
+            for full_name, module in model.named_modules()
+            if seed.match(module, full_name.rpartition(".")[2], full_name.rpartition(".")[0])
+        ]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FallbackWarning)
+        got = outcome(lambda: ModuleMatcher(**kwargs).select(model))
+    assert got == expected

@@ -15,7 +15,7 @@ import re2
 
 T = TypeVar("T")
 
-__all__ = ["LineEngine", "SetEngine", "UnionEngine", "set_matcher"]
+__all__ = ["LineEngine", "SetEngine", "UnionEngine", "joined_lines", "set_matcher"]
 
 # Per set. Memory is taken only as the DFA grows; the default of 8 MiB cannot even compile a
 # set of ~2,000 wildcard patterns, while 10,000 fit in 64 MiB.
@@ -142,9 +142,31 @@ class LineEngine:
             lambda source, _: self._parts.append(re2.compile(source, self._options)),
         )
 
-    def match_starts(self, text: bytes) -> set[int]:
-        """Byte offsets where a match starts; each source must match whole lines only."""
-        return {found.start() for part in self._parts for found in part.finditer(text)}
+    def lines(self, text: bytes) -> list[int]:
+        """The indices of the lines of ``text`` some source matches, ascending; each source
+        must match within one line."""
+        starts = sorted({found.start() for part in self._parts for found in part.finditer(text)})
+        found: list[int] = []
+        line = previous = 0
+        for offset in starts:
+            # Newlines counted between matches only: no per-line work in Python.
+            line += text.count(b"\n", previous, offset)
+            previous = offset
+            if not found or found[-1] != line:
+                found.append(line)
+        return found
+
+
+def joined_lines(names: Sequence[str]) -> bytes | None:
+    """``names`` one per line, UTF-8, for :class:`LineEngine`; None when that cannot frame them:
+    a name that is not a str, holds a newline or a lone surrogate, or no names at all."""
+    try:
+        text = "\n".join(names).encode()
+    except (TypeError, UnicodeEncodeError):
+        return None
+    if not names or text.count(b"\n") != len(names) - 1:
+        return None
+    return text
 
 
 class SetEngine:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import enum
 import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from .engine import joined_lines
 from .namerule import NameRule
 from .patternset import DEFAULT_CACHE_SIZE, PatternSet
 
@@ -191,36 +193,91 @@ class ModuleMatcher:
     def select(self, model: Any) -> list[tuple[str, Any]]:
         """The ``(name, module)`` pairs of ``model.named_modules()`` that match, in that order.
 
-        Each module is decided as ``match(module, name, prefix)`` decides it, with the patterns
-        run over all the model's names in one pass.
+        Each module is decided as ``match(module, name, prefix)`` decides it, with the name
+        split at its last dot; the patterns run over all the model's names in one pass.
         """
-        modules = list(model.named_modules())
-        split = [full_name.rpartition(".") for full_name, _ in modules]
-        # The seed's full names, rebuilt from the parts as match rebuilds them.
-        keys = [f"{prefix}.{name}" if prefix else name for prefix, _, name in split]
-        match = self._answering(keys).match
-        return [
-            pair
-            for pair, (prefix, _, name) in zip(modules, split, strict=True)
-            if match(pair[1], name, prefix)
-        ]
-
-    def _answering(self, full_names: list[str]) -> ModuleMatcher:
-        """A copy of this matcher whose patterns answer ``full_names`` from one pass over them."""
-        # Not copy.copy: __reduce__ rebuilds, and so recompiles, the patterns.
-        answering = object.__new__(type(self))
-        answering.__dict__.update(
-            self.__dict__,
-            _targets=self._targets.answering(full_names),  # type: ignore[attr-defined]
-            _excludes=self._excludes.answering(full_names),  # type: ignore[attr-defined]
+        # Two lists, not a list of pairs: over 100,000 pairs kept alive cost the walk a tenth
+        # more in garbage-collector passes.
+        full_names: list[str] = []
+        modules: list[Any] = []
+        add_name, add_module = full_names.append, modules.append
+        for full_name, module in model.named_modules():
+            add_name(full_name)
+            add_module(module)
+        chosen = self.select_indices(
+            full_names, lambda: [isinstance(module, _linear()) for module in modules]
         )
-        return answering
+        if chosen is None:
+            match = self.match
+            chosen = [
+                index
+                for index, (full_name, module) in enumerate(zip(full_names, modules, strict=True))
+                if match(module, *_split(full_name))
+            ]
+        return [(full_names[index], modules[index]) for index in chosen]
+
+    def select_indices(
+        self, full_names: Sequence[str], linear: Callable[[], Sequence[bool]]
+    ) -> list[int] | None:
+        """The indices of the modules ``select`` takes, ascending, given their full names and
+        ``linear()``, which says which are ``nn.Linear`` (asked only when a rule needs it).
+
+        None where the seed's answer is not one pass over the names: targets with excludes
+        (its assertion), excludes of None (its TypeError), or names that do not join into
+        lines; the caller then asks ``match`` module by module.
+        """
+        keys, text = _seed_keys(full_names)
+        if text is None:
+            return None
+        targets: NameRule = self._targets  # type: ignore[attr-defined]
+        excludes: NameRule = self._excludes  # type: ignore[attr-defined]
+        if self.target_modules:
+            if self.exclude_modules:
+                return None
+            chosen = targets.filter_lines(keys, text, split=True)
+        elif self.exclude_modules is None:
+            return None
+        else:
+            excluded = set(excludes.filter_lines(keys, text, split=True))
+            chosen = [
+                index
+                for index, is_linear in enumerate(linear())
+                if is_linear and index not in excluded
+            ]
+        if self.match_all_linear:
+            chosen = sorted(
+                {*chosen, *(index for index, is_linear in enumerate(linear()) if is_linear)}
+            )
+        if self.is_causal_lm:
+            chosen = [index for index in chosen if "lm_head" not in keys[index]]
+        return chosen
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
             functools.partial(type(self), strict=self.strict),
             (self.target_modules, self.exclude_modules, self.match_all_linear, self.is_causal_lm),
         )
+
+
+def _split(full_name: str) -> tuple[str, str]:
+    """``(name, prefix)`` as a caller of ``match`` splits a full name: at its last dot."""
+    prefix, _, name = full_name.rpartition(".")
+    return name, prefix
+
+
+def _seed_keys(full_names: Sequence[str]) -> tuple[Sequence[str], bytes | None]:
+    """The full names ``match`` rebuilds from each split name, and their ``joined_lines``.
+
+    They are the same names, but for one that starts with its only dot: its empty prefix is
+    dropped (``".x"`` becomes ``"x"``).
+    """
+    text = joined_lines(full_names)
+    if text is not None and (text.startswith(b".") or b"\n." in text):
+        rebuilt = [
+            f"{prefix}.{name}" if prefix else name for name, prefix in map(_split, full_names)
+        ]
+        return rebuilt, joined_lines(rebuilt)
+    return full_names, text
 
 
 class Rule(enum.Enum):

@@ -3,12 +3,14 @@ name equals it, or whose full name it matches."""
 
 from __future__ import annotations
 
-import copy
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .engine import LineEngine
 from .patternset import DEFAULT_CACHE_SIZE, PatternSet
 from .syntax import SEED, Syntax
+from .translate import literal_lines
 
 __all__ = ["NameRule"]
 
@@ -18,7 +20,7 @@ class NameRule:
     name it matches: the rule of the seed and of Automodel (Megatron-Bridge's too, which needs
     the first such pattern in list order and keeps its own loop for that)."""
 
-    __slots__ = ("_matches_full_name", "_names", "_patterns", "_set")
+    __slots__ = ("_literals", "_matches_full_name", "_names", "_patterns", "_set")
 
     def __init__(
         self,
@@ -38,14 +40,29 @@ class NameRule:
         self._matches_full_name: Callable[[str], bool] | None = (
             None if self._set is None else self._set.match
         )
+        # The patterns as literal names, one regex per way of comparing, built on first use.
+        self._literals: dict[bool, LineEngine | None] = {True: None, False: None}
 
-    def answering(self, full_names: list[str]) -> NameRule:
-        """This rule, with its patterns run over ``full_names`` at once: one pass, not one each."""
-        if self._set is None:
-            return self
-        answering = copy.copy(self)
-        answering._matches_full_name = frozenset(self._set.filter(full_names)).__contains__
-        return answering
+    def filter_lines(self, full_names: Sequence[str], text: bytes, *, split: bool) -> list[int]:
+        """The indices of ``full_names`` this rule selects, ascending, in one pass over
+        ``text``, their ``joined_lines``.
+
+        The name compared with the patterns is the part after the last dot with ``split`` (the
+        seed's call), else the full name itself.
+        """
+        found = self._set._filter_lines(full_names, text) if self._set is not None else []
+        literals = self._literals[split]
+        if literals is None:
+            # A name holds no newline, and with `split` no dot: a pattern with either never
+            # equals one (nor one with a lone surrogate, which a line cannot hold).
+            literals = LineEngine()
+            literals.add(
+                sorted(p for p in self._names if _one_line(p) and not (split and "." in p)),
+                functools.partial(literal_lines, last_part=split),
+            )
+            self._literals[split] = literals
+        equal = literals.lines(text)
+        return sorted({*found, *equal}) if equal else found
 
     def matches(self, name: Any, full_name: Any) -> bool:
         # The seed compares `name == pattern` one pattern at a time; a frozenset answers the
@@ -70,3 +87,12 @@ class NameRule:
         if self._set is not None and full_name is not None:
             found += self._set.matches(full_name)[:1]
         return self._patterns[min(found)] if found else None
+
+
+def _one_line(pattern: str) -> bool:
+    """Whether ``pattern`` could be a line of names joined by newlines."""
+    try:
+        pattern.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\n" not in pattern

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
 import warnings
@@ -11,7 +10,7 @@ from typing import Any, TypeVar
 
 import re2
 
-from .engine import DEFAULT_MAX_MEM, LineEngine, SetEngine, UnionEngine
+from .engine import DEFAULT_MAX_MEM, LineEngine, SetEngine, UnionEngine, joined_lines
 from .errors import FallbackWarning, PatternError
 from .syntax import SEED, Syntax
 from .translate import (
@@ -108,11 +107,21 @@ class PatternSet:
         When every pattern is plain, the names go through RE2 together, in one pass over them
         joined by newlines; this path does not use the cache.
         """
-        if isinstance(names, (str, bytes)):
-            raise TypeError(
-                f"names must be an iterable of str, not a single {type(names).__name__}: {names!r}"
-            )
-        return self._matcher.filter(list(names), self.match)
+        names = list(_checked_names(names))
+        return [names[index] for index in self.filter_indices(names)]
+
+    def filter_indices(self, names: Sequence[str]) -> list[int]:
+        """The indices of the names some pattern matches, ascending: ``filter``'s answer as
+        positions in ``names``, taken the same way."""
+        return self._filter_lines(names, joined_lines(_checked_names(names)))
+
+    def _filter_lines(self, names: Sequence[str], text: bytes | None) -> list[int]:
+        """``filter_indices``, given ``joined_lines(names)``: for callers that join once."""
+        lines = None if text is None else self._matcher.lines(text)
+        if lines is None:
+            match = self.match
+            return [index for index, name in enumerate(names) if match(name)]
+        return lines
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PatternSet):
@@ -150,6 +159,12 @@ def _checked_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
                 f"pattern at index {index} must be a str, got {type(pattern).__name__}: {pattern!r}"
             )
     return checked
+
+
+def _checked_names(names: T) -> T:
+    if isinstance(names, (str, bytes)):
+        raise TypeError(f"names must be str names, not a single {type(names).__name__}: {names!r}")
+    return names
 
 
 def _checked_cache_size(cache_size: int) -> int:
@@ -290,24 +305,10 @@ class _Matcher:
         hits.sort()
         return tuple(hits)
 
-    def filter(self, names: list[str], any_match: Callable[[str], bool]) -> list[str]:
-        """The names some pattern matches, in order; ``any_match`` answers one name."""
-        text = None
-        if self._lines is not None:
-            # Not for a name that is not a str, or that holds a lone surrogate.
-            with contextlib.suppress(TypeError, UnicodeEncodeError):
-                text = "\n".join(names).encode()
-        if text is None or text.count(b"\n") != len(names) - 1 or not names:
-            # No one-pass regex, or a name whose newline would break the framing.
-            return [name for name in names if any_match(name)]
-        selected = []
-        line = previous = 0
-        for offset in sorted(self._lines.match_starts(text)):  # type: ignore[union-attr]
-            # Newlines counted between matches only: no per-name work in Python.
-            line += text.count(b"\n", previous, offset)
-            previous = offset
-            selected.append(names[line])
-        return selected
+    def lines(self, text: bytes) -> list[int] | None:
+        """The indices of the lines of ``text`` (``joined_lines`` of some names) a pattern
+        matches, ascending, from one pass; None when not every pattern is plain."""
+        return None if self._lines is None else self._lines.lines(text)
 
     def _any_by_re(self, indices: Iterable[int], name: str) -> bool:
         return any(self._run(index)(name) for index in indices)
