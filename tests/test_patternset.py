@@ -140,6 +140,26 @@ def test_the_binding_s_own_set_match_agrees_with_the_public_one() -> None:
     assert set_matcher(Public()) == compiled.Match  # type: ignore[arg-type]
 
 
+def test_the_binding_s_own_search_agrees_with_finditer() -> None:
+    import re2
+
+    from modmatch.engine import LineEngine, _spans
+
+    compiled = re2.compile("(?:(?m:^)[^\\n]*q[^\\n]*(?m:$)\\n)+")
+    text = b"q\nq.a\nx\n\nmodel.q_proj\n\xc3\xa9q\nx\n"
+    spans = list(_spans(compiled, text))
+    assert spans == [found.span() for found in compiled.finditer(text)]
+    assert spans == [(0, 6), (9, 26)]  # two runs: lines 0-1, then lines 4-5
+
+    class Public:  # a binding without the private object: the public finditer
+        finditer = compiled.finditer
+
+    assert list(_spans(Public(), text)) == spans  # type: ignore[arg-type]
+    engine = LineEngine()
+    engine.add(["[^\\n]*q[^\\n]*"], lambda sources: f"(?m:^){sources[0]}(?m:$)")
+    assert engine.lines(text[:-1]) == [0, 1, 4, 5]
+
+
 def test_re2_giving_up_at_match_time_falls_back() -> None:
     matcher = _Matcher(PATTERNS)
     matcher.matches("lm_head")  # builds the sets

@@ -8,7 +8,7 @@ and the caller answers another way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar, cast
 
 import re2
@@ -125,7 +125,12 @@ class UnionEngine:
 
 
 class LineEngine:
-    """Which lines of a newline-joined text one of many RE2 sources matches, in one pass."""
+    """Which lines of a newline-joined text one of many RE2 sources matches, in one pass.
+
+    Each source must match a whole line, from ``(?m:^)`` to ``(?m:$)``. The engine compiles a
+    run of such lines, each with its newline, so one match covers every consecutive matching
+    line: Python sees a match per run, not per line (most of a model's experts sit together).
+    """
 
     __slots__ = ("_options", "_parts")
 
@@ -138,23 +143,48 @@ class LineEngine:
         # Regex objects, not sets: on a DFA out of memory they fall back to RE2's NFA.
         _in_parts(
             alternatives,
-            join,
+            lambda part: f"(?:(?:{join(part)})\n)+",
             lambda source, _: self._parts.append(re2.compile(source, self._options)),
         )
 
     def lines(self, text: bytes) -> list[int]:
-        """The indices of the lines of ``text`` some source matches, ascending; each source
-        must match within one line."""
-        starts = sorted({found.start() for part in self._parts for found in part.finditer(text)})
-        found: list[int] = []
-        line = previous = 0
-        for offset in starts:
-            # Newlines counted between matches only: no per-line work in Python.
-            line += text.count(b"\n", previous, offset)
-            previous = offset
-            if not found or found[-1] != line:
-                found.append(line)
-        return found
+        """The indices of the lines of ``text`` some source matches, ascending."""
+        text += b"\n"  # every line with its newline, the last one too
+        found = [_lines(part, text) for part in self._parts]
+        if len(found) == 1:
+            return found[0]
+        return sorted(set().union(*found))
+
+
+def _lines(compiled: re2._Regexp, text: bytes) -> list[int]:
+    """The indices of the lines in the runs of lines ``compiled`` matches, ascending."""
+    found: list[int] = []
+    line = previous = 0
+    for start, end in _spans(compiled, text):
+        # Newlines counted between and within runs only: no per-line work in Python.
+        line += text.count(b"\n", previous, start)
+        run = text.count(b"\n", start, end)
+        found += range(line, line + run)
+        line, previous = line + run, end
+    return found
+
+
+def _spans(compiled: re2._Regexp, text: bytes) -> Iterator[tuple[int, int]]:
+    """Where ``compiled`` matches in ``text``, left to right, for a regex that never matches
+    the empty string: through the binding's own search where it is there, since the public
+    ``finditer`` builds a match object and decodes offsets for every match."""
+    search = getattr(getattr(compiled, "_regexp", None), "Match", None)
+    unanchored = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+    if not callable(search) or unanchored is None:
+        for found in compiled.finditer(text):
+            yield found.span()
+        return
+    position, size = 0, len(text)
+    while True:
+        start, position = search(unanchored, text, position, size)[0]
+        if start < 0:
+            return
+        yield start, position
 
 
 def joined_lines(names: Sequence[str]) -> bytes | None:

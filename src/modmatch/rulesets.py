@@ -189,6 +189,13 @@ class _NameRuleSet(RuleSet):
 
 
 class _SeedRuleSet(_NameRuleSet):
+    def selected(self, model: Model) -> list[str]:
+        names = [name for name, _ in model.modules]
+        chosen = self.matcher.select_indices(names, lambda: [bool(f) for _, f in model.modules])
+        if chosen is None:  # decided module by module, as the seed does
+            return super().selected(model)
+        return [names[index] for index in chosen]
+
     def explain(self, name: str, is_linear: bool | None, model: Model) -> Verdict:
         linear, other = _modules()
         short, prefix = self.arguments(name)

@@ -127,11 +127,11 @@ def plain_union(patterns: Iterable[str], *, per_line: bool = False) -> str:
 
 
 def literal_lines(literals: Iterable[str], *, last_part: bool = False) -> str:
-    """One RE2 regex matching a line, of names joined by newlines, equal to one of
+    """One RE2 regex matching a whole line, of names joined by newlines, equal to one of
     ``literals``; with ``last_part``, a line whose part after its last dot is one of them
     (so each literal must hold no dot, and none a newline)."""
     body = "|".join("".join(_escape(ord(char)) for char in literal) for literal in literals)
-    head = r"(?:(?m:^)|\.)" if last_part else "(?m:^)"
+    head = r"(?m:^)(?:[^\n]*\.)?" if last_part else "(?m:^)"
     return f"{head}(?:{body})(?m:$)"
 
 
