@@ -12,6 +12,7 @@ import itertools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -65,13 +66,14 @@ def _split(names: list[str]) -> list[tuple[str, str, str]]:
     return [(full, *full.rpartition(".")[::2]) for full in names]
 
 
-def _per_module(matcher: reference.ModuleMatcher | ModuleMatcher, names: list[str]) -> Runner:
+def per_module(matcher: Any, names: list[str]) -> Runner:
+    """``matcher.match`` called on every name as a module walk calls it, split at the last dot."""
     split = _split(names)
     return lambda: [full for full, prefix, name in split if matcher.match(MODULE, name, prefix)]
 
 
 def seed_module_matcher(patterns: Sequence[str], names: list[str]) -> Runner:
-    return _per_module(reference.ModuleMatcher(target_modules=list(patterns)), names)
+    return per_module(reference.ModuleMatcher(target_modules=list(patterns)), names)
 
 
 def seed_wildcard_match(patterns: Sequence[str], names: list[str]) -> Runner:
@@ -158,7 +160,7 @@ def hyperscan_all_names(patterns: Sequence[str], names: list[str]) -> Runner:
 
 
 def module_matcher(patterns: Sequence[str], names: list[str]) -> Runner:
-    return _per_module(ModuleMatcher(target_modules=list(patterns)), names)
+    return per_module(ModuleMatcher(target_modules=list(patterns)), names)
 
 
 def patternset_match(patterns: Sequence[str], names: list[str]) -> Runner:

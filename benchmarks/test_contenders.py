@@ -50,28 +50,29 @@ def test_selection(benchmark: Any, case: Case, contender: Contender) -> None:
     )
 
 
-# A whole model as nn.Module objects on the meta device (Kimi-K2 takes ~10 s to build). On a
+# Whole models as nn.Module objects on the meta device (Kimi-K2 takes ~10 s to build), each with
+# the patterns a recipe would give it: per-expert wildcards, and Hugging Face short names. On a
 # small model, building the matcher would weigh more than the selection.
-WHOLE_MODEL = "kimi-k2"
-WHOLE_PATTERNS = list(PATTERN_SETS["64 per-expert"])
+WHOLE_MODELS = {"kimi-k2": "64 per-expert", "deepseek-v3": "HF short names"}
 
 
 @functools.cache
-def model() -> nn.Module:
-    return meta_model(WHOLE_MODEL)
+def model(name: str) -> nn.Module:
+    return meta_model(name)
 
 
-def test_the_meta_model_has_the_shapes_modules() -> None:
-    built = [(name, isinstance(module, nn.Linear)) for name, module in model().named_modules()]
-    assert built == list(modules(WHOLE_MODEL))
+@pytest.mark.parametrize("name", sorted(WHOLE_MODELS))
+def test_the_meta_model_has_the_shapes_modules(name: str) -> None:
+    built = [(full, isinstance(module, nn.Linear)) for full, module in model(name).named_modules()]
+    assert built == list(modules(name))
 
 
-def walk(model: nn.Module) -> list[str]:
+def walk(model: nn.Module, patterns: list[str]) -> list[str]:
     return [name for name, _ in model.named_modules()]
 
 
-def seed_select(model: nn.Module) -> list[str]:
-    matcher = reference.ModuleMatcher(target_modules=WHOLE_PATTERNS)
+def seed_select(model: nn.Module, patterns: list[str]) -> list[str]:
+    matcher = reference.ModuleMatcher(target_modules=patterns)
     selected = []
     for full_name, module in model.named_modules():
         prefix, _, name = full_name.rpartition(".")
@@ -80,8 +81,8 @@ def seed_select(model: nn.Module) -> list[str]:
     return selected
 
 
-def modmatch_select(model: nn.Module) -> list[str]:
-    return [name for name, _ in ModuleMatcher(target_modules=WHOLE_PATTERNS).select(model)]
+def modmatch_select(model: nn.Module, patterns: list[str]) -> list[str]:
+    return [name for name, _ in ModuleMatcher(target_modules=patterns).select(model)]
 
 
 @pytest.mark.parametrize(
@@ -89,16 +90,18 @@ def modmatch_select(model: nn.Module) -> list[str]:
     [walk, seed_select, modmatch_select],
     ids=["named_modules() walk (floor)", "seed match per module", "modmatch select"],
 )
-def test_whole_model(benchmark: Any, select: Any) -> None:
+@pytest.mark.parametrize("name", sorted(WHOLE_MODELS))
+def test_whole_model(benchmark: Any, name: str, select: Any) -> None:
+    tree, patterns = model(name), list(PATTERN_SETS[WHOLE_MODELS[name]])
     if select is modmatch_select:
-        assert select(model()) == seed_select(model())  # the seed is the reference
+        assert select(tree, patterns) == seed_select(tree, patterns)  # the seed is the reference
     timed(
         benchmark,
-        f"whole model: {WHOLE_MODEL}",
-        lambda: lambda: select(model()),
+        f"whole model: {name}",
+        lambda: lambda: select(tree, patterns),
         False,
-        case=f"{WHOLE_MODEL} model",
+        case=f"{name} model",
         contender=select.__name__,
-        names=len(names(WHOLE_MODEL)),
-        patterns=len(WHOLE_PATTERNS),
+        names=len(names(name)),
+        patterns=len(patterns),
     )

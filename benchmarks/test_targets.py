@@ -14,15 +14,18 @@ from collections.abc import Callable
 import pytest
 
 from contenders import (
+    HAVE_HYPERSCAN,
     Runner,
     dict_lookup,
+    hyperscan_per_name,
     module_matcher,
     patternset_filter,
     patternset_match,
+    per_module,
     seed_module_matcher,
 )
 from modmatch import PatternSet
-from test_contenders import model, modmatch_select, walk
+from test_contenders import WHOLE_MODELS, model, modmatch_select, walk
 from workloads import PATTERN_SETS, expert_patterns, names, tiled
 
 KIMI = list(names("kimi-k2"))
@@ -74,13 +77,56 @@ def test_cold_against_the_seed(count: int, step: int) -> None:
         report(f"{count:,} patterns: seed / {way}.match cold", seed / cold, ">=", target, True)
 
 
+class _Nothing:
+    def match(self, m: object, name: str | None = None, prefix: str | None = None) -> None:
+        return None
+
+
 def test_against_a_dict_lookup() -> None:
     patterns = PATTERN_SETS["64 per-expert"]
     floor = best_per_name(lambda: dict_lookup(patterns, KIMI), len(KIMI), True)
     warm = best_per_name(lambda: module_matcher(patterns, KIMI), len(KIMI), True)
     report("ModuleMatcher.match warm / dict lookup", warm / floor, "<=", 3, False)
+    # What bounds it: any Python method called with match's arguments, doing nothing.
+    nothing = best_per_name(lambda: per_module(_Nothing(), KIMI), len(KIMI), True)
+    report("a method doing nothing, called as match / dict lookup", nothing / floor)
     filtered = best_per_name(lambda: patternset_filter(patterns, KIMI), len(KIMI), False)
     report("PatternSet.filter cold / dict lookup", filtered / floor, "<=", 3, True)
+
+
+@pytest.mark.skipif(
+    not HAVE_HYPERSCAN, reason="hyperscan is not installed (pip install -e '.[bench]')"
+)
+def test_cold_against_hyperscan_per_name() -> None:
+    """Cold ``PatternSet.match`` against hyperscan called per name, with what bounds it: RE2's
+    set called name by name through the binding and nothing else, and that call with a dict
+    remembering each answer (the least a cached matcher does on a name not seen before)."""
+    patterns = PATTERN_SETS["64 per-expert"]
+
+    def bare(remember: bool) -> Runner:
+        set_match = PatternSet(patterns)._matcher.set_match
+        answers: dict[str, bool] = {}
+
+        def run() -> list[str]:
+            answers.clear()
+            if not remember:
+                return [name for name in KIMI if len(set_match(name.encode()) or ()) > 1]
+            found = []
+            for name in KIMI:
+                if answers.get(name) is None:
+                    answers[name] = len(set_match(name.encode()) or ()) > 1
+                if answers[name]:
+                    found.append(name)
+            return found
+
+        return run
+
+    hyperscan = best_per_name(lambda: hyperscan_per_name(patterns, KIMI), len(KIMI), False)
+    cold = best_per_name(lambda: patternset_match(patterns, KIMI), len(KIMI), False)
+    report("PatternSet.match cold / hyperscan per name", cold / hyperscan, "<=", 1, False)
+    for remember, what in ((False, "RE2 set call alone"), (True, "RE2 set call + a dict")):
+        floor = best_per_name(lambda r=remember: bare(r), len(KIMI), False)
+        report(f"{what} / hyperscan per name", floor / hyperscan)
 
 
 def test_flat_in_patterns() -> None:
@@ -133,8 +179,9 @@ def test_linear_in_names() -> None:
         report(f"{way}: 100k / 10k names, per name", per_large / per_small, "<=", 1.3, True)
 
 
-def test_whole_model_selection() -> None:
-    tree = model()
-    walked = best_per_name(lambda: lambda: walk(tree), 1, False)
-    selected = best_per_name(lambda: lambda: modmatch_select(tree), 1, False)
-    report("select / named_modules() walk", selected / walked, "<=", 1.5, True)
+@pytest.mark.parametrize("name", sorted(WHOLE_MODELS))
+def test_whole_model_selection(name: str) -> None:
+    tree, patterns = model(name), list(PATTERN_SETS[WHOLE_MODELS[name]])
+    walked = best_per_name(lambda: lambda: walk(tree, patterns), 1, False)
+    selected = best_per_name(lambda: lambda: modmatch_select(tree, patterns), 1, False)
+    report(f"{name}: select / named_modules() walk", selected / walked, "<=", 1.3, True)

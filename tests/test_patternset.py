@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from modmatch import FallbackWarning, PatternError, PatternSet, reference
+from modmatch import FallbackWarning, ModuleMatcher, PatternError, PatternSet, reference
 from modmatch.engine import SetEngine
-from modmatch.patternset import _Matcher, _one_set_any
+from modmatch.patternset import _Matcher, _no_set
 
 NAMES = [
     "model.layers.0.self_attn.q_proj",
@@ -177,14 +177,24 @@ def test_re2_giving_up_at_match_time_falls_back() -> None:
     assert sets.match(b"lm_head") is None
     union = matcher._exact
     union._parts = [(GaveUp().Match, source) for _, source in union._parts]
-    # The one-set shortcut (where the patterns allow it) holds the set itself: drop it for the
-    # patched general path, and give the shortcut a set that gives up too.
-    matcher.__dict__.pop("any", None)
-    shortcut = _one_set_any(GaveUp().Match, matcher.any)
     for name in NAMES:
         assert matcher.matches(name) == expected(PATTERNS, name)
         assert matcher.any(name) is bool(expected(PATTERNS, name))
-        assert shortcut(name) is bool(expected(PATTERNS, name))
+    # Patterns one set answers: match calls that set itself, and takes the general path when
+    # it gives up, in PatternSet.match and in ModuleMatcher.match's own cold path.
+    plain = ["*.q_proj", "*.layers.1.*", "lm_head"]
+    patterns = PatternSet(plain)
+    assert patterns._matcher.set_match is not _no_set
+    patterns._matcher.set_match = GaveUp().Match
+    targets = ModuleMatcher(target_modules=plain)
+    object.__setattr__(targets, "_set_match", GaveUp().Match)
+    for engine in (patterns._matcher._exact, targets._targets.full_name_matcher._exact):
+        engine._parts = [(GaveUp().Match, source) for _, source in engine._parts]
+    seed = reference.ModuleMatcher(target_modules=plain)
+    for name in NAMES:
+        assert patterns.match(name) is bool(expected(plain, name)), name
+        prefix, _, short = name.rpartition(".")
+        assert targets.match(None, short, prefix) is seed.match(None, short, prefix), name
 
 
 @pytest.mark.parametrize(

@@ -128,11 +128,16 @@ class ModuleMatcher:
             bool(targets) and not excludes and not self.match_all_linear and not self.is_causal_lm
         )
         cache_size = 0 if targets_only else DEFAULT_CACHE_SIZE
-        object.__setattr__(
-            self, "_targets", NameRule(targets, strict=self.strict, cache_size=cache_size)
-        )
+        rule = NameRule(targets, strict=self.strict, cache_size=cache_size)
+        object.__setattr__(self, "_targets", rule)
         object.__setattr__(self, "_excludes", NameRule(excludes, strict=self.strict))
         object.__setattr__(self, "_answers", {} if targets_only else None)
+        if targets_only:
+            # What a name not seen before is asked of, as attributes of its own: match's
+            # cold path reads them without going through the rule.
+            object.__setattr__(self, "_short_names", rule.names)
+            object.__setattr__(self, "_set_match", rule.full_name_matcher.set_match)  # type: ignore[union-attr]
+            object.__setattr__(self, "_any_full", rule.full_name_matcher.any)  # type: ignore[union-attr]
 
     def match(self, m: Any, name: str | None = None, prefix: str | None = None) -> bool | None:
         """True or False as the seed decides; None when there are targets and none matched."""
@@ -141,9 +146,18 @@ class ModuleMatcher:
             key = (name, prefix)
             found = answers.get(key, _UNSEEN)
             if found is _UNSEEN:
-                # The targets rule of _decide, inlined: a cold call is one frame shorter.
-                full_name = f"{prefix}.{name}" if prefix else name
-                found = answers[key] = self._targets.matches(name, full_name) or None  # type: ignore[attr-defined]
+                # The targets rule of _decide with PatternSet.match's cold path inlined: a
+                # name not seen before costs this frame and RE2's call, nothing between them.
+                if name in self._short_names:  # type: ignore[attr-defined]
+                    found = True
+                else:
+                    full_name = f"{prefix}.{name}" if prefix else name
+                    try:
+                        hits = self._set_match(str.encode(full_name))  # type: ignore[attr-defined]
+                    except UnicodeEncodeError:  # a lone surrogate
+                        hits = None
+                    found = (len(hits) > 1 if hits else self._any_full(full_name)) or None  # type: ignore[attr-defined]
+                answers[key] = found
                 if len(answers) > _ANSWERS:
                     answers.clear()  # emptied when full, as PatternSet's caches are
             return found  # type: ignore[no-any-return]

@@ -4,7 +4,7 @@ name equals it, or whose full name it matches."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from .engine import LineEngine
@@ -20,7 +20,7 @@ class NameRule:
     name it matches: the rule of the seed and of Automodel (Megatron-Bridge's too, which needs
     the first such pattern in list order and keeps its own loop for that)."""
 
-    __slots__ = ("_literals", "_matches_full_name", "_names", "_patterns", "_set")
+    __slots__ = ("_literals", "_patterns", "_set", "full_name_matcher", "names")
 
     def __init__(
         self,
@@ -36,10 +36,10 @@ class NameRule:
             if patterns
             else None
         )
-        self._names = frozenset(patterns) if patterns else frozenset()
-        self._matches_full_name: Callable[[str], bool] | None = (
-            None if self._set is None else self._set.match
-        )
+        # The patterns a short name is compared with, and the matcher behind the pattern set
+        # without its cache: for a caller that keeps answers of its own (ModuleMatcher).
+        self.names = frozenset(patterns) if patterns else frozenset()
+        self.full_name_matcher = None if self._set is None else self._set._matcher
         # The patterns as literal names, one regex per way of comparing, built on first use.
         self._literals: dict[bool, LineEngine | None] = {True: None, False: None}
 
@@ -57,7 +57,7 @@ class NameRule:
             # equals one (nor one with a lone surrogate, which a line cannot hold).
             literals = LineEngine()
             literals.add(
-                sorted(p for p in self._names if _one_line(p) and not (split and "." in p)),
+                sorted(p for p in self.names if _one_line(p) and not (split and "." in p)),
                 functools.partial(literal_lines, last_part=split),
             )
             self._literals[split] = literals
@@ -68,16 +68,12 @@ class NameRule:
         # The seed compares `name == pattern` one pattern at a time; a frozenset answers the
         # same for str names, anything else takes the seed's own comparison.
         if type(name) is str and self._patterns is not None:
-            if name in self._names:
+            if name in self.names:
                 return True
         elif name in self._patterns:  # type: ignore[operator]
             return True
         # The seed's wildcard_match answers None (no match) for a None full name.
-        return (
-            self._matches_full_name is not None
-            and full_name is not None
-            and self._matches_full_name(full_name)
-        )
+        return self._set is not None and full_name is not None and self._set.match(full_name)
 
     def first(self, name: Any, full_name: Any) -> str | None:
         """The first pattern, in list order, equal to ``name`` or matching ``full_name``."""

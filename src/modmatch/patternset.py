@@ -75,9 +75,16 @@ class PatternSet:
         except TypeError:  # unhashable
             raise _not_a_name(name) from None
         if found is None:
-            # Remembered here, not in _remember: one frame less on a name not seen before.
+            # The set's call made here, and the answer remembered here, not in _remember: a
+            # name not seen before costs this frame and RE2's, nothing between them.
+            matcher = self._matcher
+            try:
+                hits = matcher.set_match(str.encode(name))
+            except (TypeError, UnicodeEncodeError):  # not a str, or a lone surrogate
+                hits = None
+            found = len(hits) > 1 if hits else matcher.any(name)
             cache = self._any
-            found = cache[name] = self._matcher.any(name)
+            cache[name] = found
             if len(cache) > self._cache_size:
                 cache.clear()
         return found
@@ -256,9 +263,11 @@ class _Matcher:
         self._compiled: dict[int, Callable[[str], re.Match[str] | None]] = {}
         self._sensitive: dict[Sensitivity, frozenset[int]] = {}
         # The common case, decided once: one RE2 set answers every pattern, none needs re.
+        # Its sentinel matches every name: more than one hit is a match, and no hits at all
+        # (RE2 gave up, or there is no such set) leave the name to ``any``.
         single = self._exact.single()
-        if single is not None and not self._sensitivity and not self._fallbacks:
-            self.any = _one_set_any(single, self.any)  # type: ignore[method-assign,assignment]
+        common = single is not None and not self._sensitivity and not self._fallbacks
+        self.set_match: Callable[[bytes], list[int] | None] = single if common else _no_set  # type: ignore[assignment]
 
     def any(self, name: str) -> bool:
         """Whether some pattern matches ``name``."""
@@ -341,20 +350,9 @@ def _union(alternatives: Sequence[tuple[bool, str]]) -> str:
     return "|".join(([plain_union(plain)] if plain else []) + sources)
 
 
-def _one_set_any(
-    set_match: Callable[[bytes], list[int] | None], general: Callable[[str], bool]
-) -> Callable[[str], bool]:
-    """``any`` as one RE2 call; the general path for what that call cannot answer."""
-
-    def any_match(name: str) -> bool:
-        try:
-            hits = set_match(str.encode(name))
-        except (TypeError, UnicodeEncodeError):  # not a str, or a lone surrogate
-            return general(name)
-        # Every set holds a sentinel: no hits at all means RE2 gave up.
-        return len(hits) > 1 if hits else general(name)
-
-    return any_match
+def _no_set(text: bytes) -> None:
+    """No single set answers every pattern: each name goes to the general path."""
+    return None
 
 
 def _not_a_name(name: object) -> TypeError:
