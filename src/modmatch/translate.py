@@ -30,7 +30,6 @@ __all__ = [
     "Sensitivity",
     "Translation",
     "Untranslatable",
-    "literal_lines",
     "parse",
     "plain_union",
     "translate",
@@ -124,15 +123,6 @@ def plain_union(patterns: Iterable[str], *, per_line: bool = False) -> str:
     if per_line:
         return "(?m:^)" + _emit(trie, "(?m:$)")
     return r"\A" + _emit(trie, _FINAL_END)
-
-
-def literal_lines(literals: Iterable[str], *, last_part: bool = False) -> str:
-    """One RE2 regex matching a whole line, of names joined by newlines, equal to one of
-    ``literals``; with ``last_part``, a line whose part after its last dot is one of them
-    (so each literal must hold no dot, and none a newline)."""
-    body = "|".join("".join(_escape(ord(char)) for char in literal) for literal in literals)
-    head = r"(?m:^)(?:[^\n]*\.)?" if last_part else "(?m:^)"
-    return f"{head}(?:{body})(?m:$)"
 
 
 def _emit(root: dict[str | None, Any], final_end: str) -> str:
