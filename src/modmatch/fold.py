@@ -50,14 +50,22 @@ def fold(names: Iterable[str]) -> list[Folded]:
     """Folded lines covering exactly ``names`` (duplicates once), in order of first appearance."""
     shapes: dict[tuple[str | None, ...], list[tuple[int, ...]]] = {}
     seen = set()
+    # Each distinct segment read once: its value if it is a number, else None. A model's
+    # names repeat a few hundred segments over and over.
+    number: dict[str, int | None] = {}
     for name in names:
         if name in seen:
             continue
         seen.add(name)
         parts = name.split(".")
-        shape = tuple(None if _NUMBER.fullmatch(part) else part for part in parts)
-        numbers = tuple(int(part) for part in parts if _NUMBER.fullmatch(part))
-        shapes.setdefault(shape, []).append(numbers)
+        for part in parts:
+            if part not in number:
+                number[part] = int(part) if _NUMBER.fullmatch(part) else None
+        read = [number[part] for part in parts]
+        shape = tuple(
+            [part if value is None else None for part, value in zip(parts, read, strict=True)]
+        )
+        shapes.setdefault(shape, []).append(tuple([v for v in read if v is not None]))
     lines = []
     for shape, rows in shapes.items():
         for values in _products(rows):

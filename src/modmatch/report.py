@@ -9,14 +9,15 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from .namerule import equal_indices
 from .patternset import PatternSet
 
 __all__ = [
+    "NameRuleSelects",
     "PatternCount",
     "Report",
     "UnmatchedPatternError",
     "UnmatchedPatternWarning",
-    "name_rule_selects",
     "report",
 ]
 
@@ -70,10 +71,13 @@ def report(
     patterns = list(patterns)
     names = list(names)
     if selects is None:
-        selects = name_rule_selects(patterns, PatternSet(patterns, cache_size=0))
+        selects = NameRuleSelects(patterns, PatternSet(patterns, cache_size=0))
+    # A reading that can say in one pass which names anything selects is asked only about
+    # those, one by one.
+    selecting = getattr(selects, "selecting", None)
     counts = [0] * len(patterns)
-    for name in names:
-        for index in set(selects(name)):
+    for position in range(len(names)) if selecting is None else selecting(names):
+        for index in set(selects(names[position])):
             counts[index] += 1
     candidates = _candidates(names) if 0 in counts else []
     result = Report(
@@ -95,21 +99,27 @@ def report(
     return result
 
 
-def name_rule_selects(
-    patterns: list[str], compiled: PatternSet, *, split: bool = True
-) -> Callable[[str], list[int]]:
+class NameRuleSelects:
     """The indices of the patterns selecting a name as a target of the seed's kind does: equal
     to the part of the name the framework passes as ``name`` (the last segment, or with
     ``split`` off the whole name), or ``compiled`` (the patterns, compiled) matching it whole."""
-    by_text: dict[str, list[int]] = {}
-    for index, pattern in enumerate(patterns):
-        by_text.setdefault(pattern, []).append(index)
 
-    def selects(name: str) -> list[int]:
+    def __init__(self, patterns: list[str], compiled: PatternSet, *, split: bool = True) -> None:
+        self._compiled, self._split = compiled, split
+        self._by_text: dict[str, list[int]] = {}
+        for index, pattern in enumerate(patterns):
+            self._by_text.setdefault(pattern, []).append(index)
+
+    def __call__(self, name: str) -> list[int]:
+        compiled = self._compiled
         hits = list(compiled.matches(name)) if compiled.match(name) else []
-        return hits + by_text.get(name.rpartition(".")[2] if split else name, [])
+        return hits + self._by_text.get(name.rpartition(".")[2] if self._split else name, [])
 
-    return selects
+    def selecting(self, names: list[str]) -> list[int]:
+        """The indices of the names some pattern selects, ascending, in one pass over them."""
+        found = self._compiled.filter_indices(names)
+        equal = equal_indices(names, self._by_text.keys(), split=self._split)
+        return sorted({*found, *equal}) if found and equal else found or equal
 
 
 def _candidates(names: list[str]) -> list[str]:

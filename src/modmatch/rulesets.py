@@ -14,7 +14,7 @@ from .matcher import ModuleMatcher
 from .patternset import PatternSet
 from .peft import PeftMatcher
 from .peftpreview import Preview, preview
-from .report import name_rule_selects
+from .report import NameRuleSelects
 from .suffixset import SuffixSet
 from .syntax import AUTOMODEL, REGEX, SEED, Syntax, quietly
 
@@ -168,7 +168,7 @@ class _NameRuleSet(RuleSet):
     def selects(self, patterns: list[str] | None = None) -> Callable[[str], Iterable[int]]:
         patterns = self.patterns if patterns is None else patterns
         compiled = PatternSet(patterns, cache_size=0, syntax=self._syntax)
-        return name_rule_selects(patterns, compiled, split=self.call == "split")
+        return NameRuleSelects(patterns, compiled, split=self.call == "split")
 
     def explain(self, name: str, is_linear: bool | None, model: Model) -> Verdict:
         if name not in set(self.asked(model)):
