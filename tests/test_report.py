@@ -62,6 +62,26 @@ def test_counts_are_what_a_target_selects(patterns: list[str], names: list[str])
                 )
 
 
+@given(st.lists(NAMES, min_size=1, max_size=8), st.data())
+def test_counts_of_the_names_own_segments(names: list[str], data: st.DataObject) -> None:
+    # Patterns equal to the names' own segments or whole names (any characters): the one-pass
+    # search for the names some pattern selects must find those the equality rule selects.
+    own = [part for name in names for part in (name, name.rpartition(".")[2])]
+    patterns = data.draw(st.lists(st.sampled_from(own), min_size=1, max_size=4))
+    try:
+        result = report(patterns, names)
+    except Exception:
+        return  # a segment that is not a valid pattern
+    for count in result.patterns:
+        expected = sum(
+            1
+            for name in names
+            if name.rpartition(".")[2] == count.pattern
+            or reference.wildcard_match(count.pattern, name)
+        )
+        assert count.matched == expected
+
+
 def test_select_walks_named_modules_in_order() -> None:
     model = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.ReLU(), nn.Linear(2, 2)))
     matcher = ModuleMatcher(target_modules=[], match_all_linear=True)
