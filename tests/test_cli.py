@@ -11,6 +11,7 @@ from typing import Any
 
 from torch import nn
 
+import modmatch
 from modmatch import reference
 from modmatch.shapes import SHAPES
 from oracles import oracle
@@ -195,6 +196,24 @@ def test_each_rule_set_selects_as_its_matcher(tmp_path: Path) -> None:
         "--model", "llama-3.1-405b", "--rules", "automodel", "--call", "split", *args, "--json"
     )
     assert json.loads(split.stdout)["selected_names"] == split_call(auto, only_linear=True)
+    # And the seed's and Megatron-Bridge's rules with the full-name call ("q_proj" then selects
+    # nothing by its short name, "lm_head" as the whole name).
+    full_targets = ["q_proj", "lm_head", "*.layers.1.*"]
+    for rules, matcher in (
+        ("seed", modmatch.ModuleMatcher(target_modules=full_targets)),
+        ("megatron-bridge", megatron_bridge.ModuleMatcher(target_modules=full_targets)),
+    ):
+        full = run(
+            "--model", "llama-3.1-405b", "--rules", rules, "--call", "full-name",
+            *(arg for target in full_targets for arg in ("-t", target)), "--json",
+        )  # fmt: skip
+        root = "" if rules == "seed" else None  # Megatron-Bridge asks about the root unnamed
+        expected_full = [
+            name
+            for name, is_linear in modules
+            if matcher.match(linear if is_linear else other, name if name else root, None)
+        ]
+        assert json.loads(full.stdout)["selected_names"] == expected_full, rules
 
 
 def test_a_bare_target_under_the_full_name_call_gets_the_pattern_that_works() -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from .engine import joined_lines
+from .batch import seed_keys, split, walked
 from .namerule import NameRule
 from .patternset import DEFAULT_CACHE_SIZE, PatternSet
 
@@ -210,14 +210,7 @@ class ModuleMatcher:
         Each module is decided as ``match(module, name, prefix)`` decides it, with the name
         split at its last dot; the patterns run over all the model's names in one pass.
         """
-        # Two lists, not a list of pairs: over 100,000 pairs kept alive cost the walk a tenth
-        # more in garbage-collector passes.
-        full_names: list[str] = []
-        modules: list[Any] = []
-        add_name, add_module = full_names.append, modules.append
-        for full_name, module in model.named_modules():
-            add_name(full_name)
-            add_module(module)
+        full_names, modules = walked(model)
         chosen = self.select_indices(
             full_names, lambda: [isinstance(module, _linear()) for module in modules]
         )
@@ -226,7 +219,7 @@ class ModuleMatcher:
             chosen = [
                 index
                 for index, (full_name, module) in enumerate(zip(full_names, modules, strict=True))
-                if match(module, *_split(full_name))
+                if match(module, *split(full_name))
             ]
         return [(full_names[index], modules[index]) for index in chosen]
 
@@ -240,7 +233,7 @@ class ModuleMatcher:
         (its assertion), excludes of None (its TypeError), or names that do not join into
         lines; the caller then asks ``match`` module by module.
         """
-        keys, text = _seed_keys(full_names)
+        keys, text = seed_keys(full_names)
         if text is None:
             return None
         targets: NameRule = self._targets  # type: ignore[attr-defined]
@@ -271,27 +264,6 @@ class ModuleMatcher:
             functools.partial(type(self), strict=self.strict),
             (self.target_modules, self.exclude_modules, self.match_all_linear, self.is_causal_lm),
         )
-
-
-def _split(full_name: str) -> tuple[str, str]:
-    """``(name, prefix)`` as a caller of ``match`` splits a full name: at its last dot."""
-    prefix, _, name = full_name.rpartition(".")
-    return name, prefix
-
-
-def _seed_keys(full_names: Sequence[str]) -> tuple[Sequence[str], bytes | None]:
-    """The full names ``match`` rebuilds from each split name, and their ``joined_lines``.
-
-    They are the same names, but for one that starts with its only dot: its empty prefix is
-    dropped (``".x"`` becomes ``"x"``).
-    """
-    text = joined_lines(full_names)
-    if text is not None and (text.startswith(b".") or b"\n." in text):
-        rebuilt = [
-            f"{prefix}.{name}" if prefix else name for name, prefix in map(_split, full_names)
-        ]
-        return rebuilt, joined_lines(rebuilt)
-    return full_names, text
 
 
 class Rule(enum.Enum):

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from .batch import equal_indices, merged, seed_keys, split, walked
 from .errors import PatternError
 from .matcher import wildcard_match as _engine_wildcard_match
 from .patternset import PatternSet
@@ -148,6 +149,12 @@ class _Compiled:
                 return hit
         return found
 
+    def candidates(self, full_names: Sequence[str], text: bytes) -> list[int]:
+        """The indices of the names some pattern equals (by last segment) or matches, in one
+        pass over ``text``, their ``joined_lines``; for an exact list only."""
+        found = self._set._filter_lines(full_names, text) if self._set is not None else []
+        return merged(found, equal_indices(full_names, self._by_name.keys(), last=True))
+
     def any(self, full_name: str | None) -> bool:
         """Whether some pattern matches ``full_name`` (never for None)."""
         return full_name is not None and self._set is not None and self._set.match(full_name)
@@ -214,16 +221,39 @@ class ModuleMatcher(reference.ModuleMatcher):
         parent_path)``, the root with no name. ``pattern`` is ``match``'s first item (in the
         no-targets mode the short name; None for the root). Matches are recorded, as by the walk.
         """
+        full_names, modules = walked(model)
         selected: list[tuple[str, Any, str | None]] = []
-        for full_name, module in model.named_modules():
-            if full_name:
-                prefix, _, name = full_name.rpartition(".")
-                found = self.match(module, name, prefix)
-            else:
-                found = self.match(module)
+        for index in self.candidates(full_names):
+            full_name, module = full_names[index], modules[index]
+            found = self.match(module, *split(full_name)) if full_name else self.match(module)
             if found is not None:
                 selected.append((full_name, module, found[0]))
         return selected
+
+    def candidates(self, full_names: Sequence[str]) -> Sequence[int]:
+        """The indices of the modules ``match`` may claim, ascending, walked as ``select``
+        walks them: with ``canonical_mapping`` or ``target_modules``, those a pattern equals or
+        matches, found in one pass over all the names; otherwise every one.
+
+        Asking ``match`` about these alone gives what asking about every module gives, the
+        matches recorded included, where the patterns take the compiled path.
+        """
+        everything = range(len(full_names))
+        try:
+            if len(self.canonical_mapping or []) > 0:
+                compiled, _ = self._compiled(_MAPPING, self.canonical_mapping)
+            elif len(self.target_modules or []) > 0:
+                compiled, _ = self._compiled(_TARGETS, self.target_modules)
+            else:
+                return everything
+            if len(self.exclude_modules) != 0:
+                return everything  # upstream's assertion, raised by the first module asked
+        except Exception:  # what upstream raises for these fields: match raises it
+            return everything
+        keys, text = seed_keys(full_names)
+        if not compiled.exact or text is None:
+            return everything
+        return compiled.candidates(keys, text)
 
     def _claim(self, slot: int, value: Any, name: Any, full_name: Any) -> tuple[str, str] | None:
         """Upstream's loop: the first pattern of ``value`` equal to ``name`` or matching ``full_name``."""

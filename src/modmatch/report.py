@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .namerule import equal_indices
+from .batch import equal_indices, merged
 from .patternset import PatternSet
 
 __all__ = [
@@ -118,8 +118,7 @@ class NameRuleSelects:
     def selecting(self, names: list[str]) -> list[int]:
         """The indices of the names some pattern selects, ascending, in one pass over them."""
         found = self._compiled.filter_indices(names)
-        equal = equal_indices(names, self._by_text.keys(), split=self._split)
-        return sorted({*found, *equal}) if found and equal else found or equal
+        return merged(found, equal_indices(names, self._by_text.keys(), last=self._split))
 
 
 def _candidates(names: list[str]) -> list[str]:

@@ -4,7 +4,7 @@ framework asks (which modules, and whether it passes the short name or the full 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,11 +159,17 @@ class _NameRuleSet(RuleSet):
     def selected(self, model: Model) -> list[str]:
         linear, other = _modules()
         match, arguments = self.matcher.match, self.arguments
+        asked = self.asked_modules(model)
         return [
             name
-            for name, is_linear in self.asked_modules(model)
+            for name, is_linear in map(asked.__getitem__, self.candidates(asked))
             if match(linear if is_linear else other, *arguments(name))
         ]
+
+    def candidates(self, asked: list[tuple[str, bool]]) -> Sequence[int]:
+        """The indices of the asked modules ``match`` may select: all, unless the matcher can
+        rule some out in one pass."""
+        return range(len(asked))
 
     def selects(self, patterns: list[str] | None = None) -> Callable[[str], Iterable[int]]:
         patterns = self.patterns if patterns is None else patterns
@@ -191,7 +197,9 @@ class _NameRuleSet(RuleSet):
 class _SeedRuleSet(_NameRuleSet):
     def selected(self, model: Model) -> list[str]:
         names = [name for name, _ in model.modules]
-        chosen = self.matcher.select_indices(names, lambda: [bool(f) for _, f in model.modules])
+        chosen = None
+        if self.call == "split":  # select_indices splits names as a module walk does
+            chosen = self.matcher.select_indices(names, lambda: [bool(f) for _, f in model.modules])
         if chosen is None:  # decided module by module, as the seed does
             return super().selected(model)
         return [names[index] for index in chosen]
@@ -204,6 +212,12 @@ class _SeedRuleSet(_NameRuleSet):
 
 
 class _MegatronBridgeRuleSet(_NameRuleSet):
+    def candidates(self, asked: list[tuple[str, bool]]) -> Sequence[int]:
+        if self.call != "split":  # the matcher rules out modules as its own walk asks them
+            return super().candidates(asked)
+        found: Sequence[int] = self.matcher.candidates([name for name, _ in asked])
+        return found
+
     def arguments(self, name: str) -> tuple[str | None, str | None]:
         # Megatron-Bridge's walk asks about the root with neither name nor prefix.
         return super().arguments(name) if name else (None, None)
