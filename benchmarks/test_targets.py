@@ -164,9 +164,13 @@ def test_which_patterns_match_is_flat_in_patterns() -> None:
 
     ratio = per_matching_name(4096) / per_matching_name(256)
     report("PatternSet.matches per matching name: 4,096 / 256 patterns", ratio, "<=", 2, True)
-    ratio = whole_report(4096) / whole_report(256)
-    # Not met: 16 times the patterns select 11 times the names, each asked which pattern.
-    report("report over Kimi-K2: 4,096 / 256 patterns", ratio, "<=", 2, False)
+    at_256 = whole_report(256)
+    report("report over Kimi-K2: 4,096 / 256 patterns", whole_report(4096) / at_256, "<=", 2, False)
+    # What bounds it: compiling 4,096 patterns alone, against the whole report at 256 (and 16
+    # times the patterns select 11 times the names, each asked which patterns select it).
+    many = expert_patterns(4096)
+    compiling = best_per_name(lambda: lambda: PatternSet(many, cache_size=0), len(KIMI), False, 1)
+    report("compiling 4,096 patterns / report at 256", compiling / at_256)
 
 
 def test_linear_in_names() -> None:
