@@ -25,6 +25,7 @@ from contenders import (
     seed_module_matcher,
 )
 from modmatch import PatternSet
+from modmatch.batch import split
 from test_contenders import WHOLE_MODELS, model, modmatch_select, walk
 from workloads import PATTERN_SETS, expert_patterns, names, tiled
 
@@ -82,6 +83,16 @@ class _Nothing:
         return None
 
 
+class _Lookup:
+    """A method that only looks its answer up by ``(name, prefix)``, as a warm match does."""
+
+    def __init__(self, answers: dict[tuple[str, str], bool | None]) -> None:
+        self._answers = answers
+
+    def match(self, m: object, name: str | None = None, prefix: str | None = None) -> bool | None:
+        return self._answers.get((name, prefix))  # type: ignore[arg-type]
+
+
 def test_against_a_dict_lookup() -> None:
     patterns = PATTERN_SETS["64 per-expert"]
     floor = best_per_name(lambda: dict_lookup(patterns, KIMI), len(KIMI), True)
@@ -90,6 +101,9 @@ def test_against_a_dict_lookup() -> None:
     # What bounds it: any Python method called with match's arguments, doing nothing.
     nothing = best_per_name(lambda: per_module(_Nothing(), KIMI), len(KIMI), True)
     report("a method doing nothing, called as match / dict lookup", nothing / floor)
+    answers = {split(name): True for name in module_matcher(patterns, KIMI)()}
+    lookup = best_per_name(lambda: per_module(_Lookup(answers), KIMI), len(KIMI), True)
+    report("a method doing its (name, prefix) lookup / dict lookup", lookup / floor)
     filtered = best_per_name(lambda: patternset_filter(patterns, KIMI), len(KIMI), False)
     report("PatternSet.filter cold / dict lookup", filtered / floor, "<=", 3, True)
 
