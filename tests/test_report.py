@@ -42,13 +42,7 @@ def test_counts_are_what_a_target_selects(patterns: list[str], names: list[str])
     except Exception:
         return  # invalid patterns: PatternSet's own property covers them
     for count in result.patterns:
-        expected = sum(
-            1
-            for name in names
-            if name.rpartition(".")[2] == count.pattern
-            or reference.wildcard_match(count.pattern, name)
-        )
-        assert count.matched == expected
+        assert count.matched == _selected_by(count.pattern, names)
         # The same decision as a one-pattern ModuleMatcher on a non-Linear module, for names
         # the seed's `prefix.name` join rebuilds (".x" splits into "" and "x", joined as "x").
         matcher = ModuleMatcher(target_modules=[count.pattern])
@@ -73,13 +67,16 @@ def test_counts_of_the_names_own_segments(names: list[str], data: st.DataObject)
     except Exception:
         return  # a segment that is not a valid pattern
     for count in result.patterns:
-        expected = sum(
-            1
-            for name in names
-            if name.rpartition(".")[2] == count.pattern
-            or reference.wildcard_match(count.pattern, name)
-        )
-        assert count.matched == expected
+        assert count.matched == _selected_by(count.pattern, names)
+
+
+def _selected_by(pattern: str, names: list[str]) -> int:
+    """How many names the pattern selects as a target: by last segment, or matching it whole."""
+    return sum(
+        1
+        for name in names
+        if name.rpartition(".")[2] == pattern or reference.wildcard_match(pattern, name)
+    )
 
 
 def test_select_walks_named_modules_in_order() -> None:
