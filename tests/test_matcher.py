@@ -155,3 +155,14 @@ def test_warm_answers_are_the_cold_ones_by_identity() -> None:
         assert matcher.match(linear, name, prefix) is reference.ModuleMatcher(
             target_modules=["q_proj", "*.mlp.*"]
         ).match(linear, name, prefix)
+
+
+def test_select_asks_a_subclass_s_own_match() -> None:
+    # select decides in one pass only for ModuleMatcher's own match; a subclass's is asked.
+    class EveryModule(ModuleMatcher):
+        def match(self, m: object, name: str | None = None, prefix: str | None = None) -> bool:
+            return True
+
+    model = nn.Sequential(nn.Linear(1, 1), nn.ReLU())
+    assert [name for name, _ in EveryModule(target_modules=["x"]).select(model)] == ["", "0", "1"]
+    assert ModuleMatcher(target_modules=["x"]).select(model) == []

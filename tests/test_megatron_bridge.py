@@ -732,3 +732,17 @@ def test_import_is_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_select_asks_a_subclass_s_own_match() -> None:
+    # Megatron-Bridge's LoRA inherits the matcher: a subclass's own match is asked about every
+    # module, not only about those the patterns could claim.
+    @dataclasses.dataclass
+    class EveryModule(mb.ModuleMatcher):
+        def match(self, m: Any, name: Any = None, prefix: Any = None) -> tuple[str, str] | None:
+            return ("any", f"{prefix}.{name}" if prefix else name)
+
+    model = nn.Sequential(nn.Linear(1, 1), nn.ReLU())
+    chosen = EveryModule(target_modules=["x"]).select(model)
+    assert [name for name, _, _ in chosen] == ["", "0", "1"]
+    assert mb.ModuleMatcher(target_modules=["x"]).select(model) == []

@@ -239,3 +239,12 @@ def test_fallback_patterns_warn_or_are_refused_when_strict(pattern: str, reason:
         PatternSet(["*.q_proj", pattern], strict=True)
     assert info.value.index == 1
     PatternSet(["*.q_proj", "[0-9]+"], strict=True)  # RE2 runs these
+
+
+def test_filter_indices_takes_what_filter_takes() -> None:
+    names = ["model.q_proj", "lm_head", "model.k_proj"]
+    patterns = PatternSet(["*.q_proj", "lm_head"])
+    assert patterns.filter_indices(iter(names)) == patterns.filter_indices(names) == [0, 1]
+    assert patterns.filter(iter(names)) == ["model.q_proj", "lm_head"]
+    with pytest.raises(TypeError, match="not a single str"):
+        patterns.filter_indices("lm_head")

@@ -1,7 +1,8 @@
 """RE2 behind a small interface: many translated patterns, one pass over each name.
 
 :class:`UnionEngine` answers "does any pattern match" with one regex, the alternation of all
-sources; :class:`SetEngine` answers "which patterns match" with ``re2.Set`` objects. A set reports a DFA out of memory as "no match", so
+sources; :class:`LineEngine` answers it for many names at once, joined by newlines;
+:class:`SetEngine` answers "which patterns match" with ``re2.Set`` objects. A set reports a DFA out of memory as "no match", so
 every set also holds a sentinel that matches every name: an answer without it means RE2 gave up,
 and the caller answers another way.
 """
@@ -139,7 +140,8 @@ class LineEngine:
         self._parts: list[re2._Regexp] = []
 
     def add(self, alternatives: Sequence[T], join: Callable[[Sequence[T]], str]) -> None:
-        """Add ``join(alternatives)`` as one regex, or halves of it while RE2 refuses the size."""
+        """Add ``join(alternatives)``, wrapped to match runs of lines, as one regex, or halves
+        of it while RE2 refuses the size."""
         # Regex objects, not sets: on a DFA out of memory they fall back to RE2's NFA.
         _in_parts(
             alternatives,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from .batch import seed_keys, split, walked
+from .batch import merged, seed_keys, split, walked
 from .namerule import NameRule
 from .patternset import DEFAULT_CACHE_SIZE, PatternSet
 
@@ -208,12 +208,14 @@ class ModuleMatcher:
         """The ``(name, module)`` pairs of ``model.named_modules()`` that match, in that order.
 
         Each module is decided as ``match(module, name, prefix)`` decides it, with the name
-        split at its last dot; the patterns run over all the model's names in one pass.
+        split at its last dot; plain patterns run over all the model's names in one pass.
         """
         full_names, modules = walked(model)
-        chosen = self.select_indices(
-            full_names, lambda: [isinstance(module, _linear()) for module in modules]
-        )
+        chosen = None
+        if type(self).match is ModuleMatcher.match:  # a subclass's own match is asked instead
+            chosen = self.select_indices(
+                full_names, lambda: [isinstance(module, _linear()) for module in modules]
+            )
         if chosen is None:
             match = self.match
             chosen = [
@@ -231,7 +233,8 @@ class ModuleMatcher:
 
         None where the seed's answer is not one pass over the names: targets with excludes
         (its assertion), excludes of None (its TypeError), or names that do not join into
-        lines; the caller then asks ``match`` module by module.
+        lines (no names, a name that is not a str or holds a newline or a lone surrogate); the
+        caller then asks ``match`` module by module.
         """
         keys, text = seed_keys(full_names)
         if text is None:
@@ -241,20 +244,19 @@ class ModuleMatcher:
         if self.target_modules:
             if self.exclude_modules:
                 return None
-            chosen = targets.filter_lines(keys, text, split=True)
+            chosen = targets.filter_lines(keys, text)
+            if self.match_all_linear:
+                chosen = merged(chosen, [index for index, flag in enumerate(linear()) if flag])
         elif self.exclude_modules is None:
             return None
+        elif self.match_all_linear:
+            # Every Linear module, excluded or not; no other module.
+            chosen = [index for index, flag in enumerate(linear()) if flag]
         else:
-            excluded = set(excludes.filter_lines(keys, text, split=True))
+            excluded = set(excludes.filter_lines(keys, text))
             chosen = [
-                index
-                for index, is_linear in enumerate(linear())
-                if is_linear and index not in excluded
+                index for index, flag in enumerate(linear()) if flag and index not in excluded
             ]
-        if self.match_all_linear:
-            chosen = sorted(
-                {*chosen, *(index for index, is_linear in enumerate(linear()) if is_linear)}
-            )
         if self.is_causal_lm:
             chosen = [index for index in chosen if "lm_head" not in keys[index]]
         return chosen

@@ -150,8 +150,8 @@ class _Compiled:
         return found
 
     def candidates(self, full_names: Sequence[str], text: bytes) -> list[int]:
-        """The indices of the names some pattern equals (by last segment) or matches, in one
-        pass over ``text``, their ``joined_lines``; for an exact list only."""
+        """The indices of the names some pattern equals (by last segment) or matches, given
+        ``text``, their ``joined_lines``; for an exact list only."""
         found = self._set._filter_lines(full_names, text) if self._set is not None else []
         return merged(found, equal_indices(full_names, self._by_name.keys(), last=True))
 
@@ -233,12 +233,15 @@ class ModuleMatcher(reference.ModuleMatcher):
     def candidates(self, full_names: Sequence[str]) -> Sequence[int]:
         """The indices of the modules ``match`` may claim, ascending, walked as ``select``
         walks them: with ``canonical_mapping`` or ``target_modules``, those a pattern equals or
-        matches, found in one pass over all the names; otherwise every one.
+        matches (in one pass over all the names where every pattern is plain); otherwise, or
+        where a subclass overrides ``match``, every one.
 
         Asking ``match`` about these alone gives what asking about every module gives, the
         matches recorded included, where the patterns take the compiled path.
         """
         everything = range(len(full_names))
+        if type(self).match is not ModuleMatcher.match:  # a subclass's own match: ask it all
+            return everything
         try:
             if len(self.canonical_mapping or []) > 0:
                 compiled, _ = self._compiled(_MAPPING, self.canonical_mapping)

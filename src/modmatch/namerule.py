@@ -41,17 +41,12 @@ class NameRule:
         # A short name holds no dot: only these patterns can equal one.
         self._dotless = frozenset(p for p in self.names if "." not in p)
 
-    def filter_lines(self, full_names: Sequence[str], text: bytes, *, split: bool) -> list[int]:
-        """The indices of ``full_names`` this rule selects, ascending, in one pass over
-        ``text``, their ``joined_lines``.
-
-        The name compared with the patterns is the part after the last dot with ``split`` (the
-        seed's call), else the full name itself.
-        """
+    def filter_lines(self, full_names: Sequence[str], text: bytes) -> list[int]:
+        """The indices of ``full_names`` this rule selects when each is split at its last dot
+        (the seed's call), ascending, given ``text``, their ``joined_lines``: one pass over it
+        when every pattern is plain, else name by name."""
         found = self._set._filter_lines(full_names, text) if self._set is not None else []
-        return merged(
-            found, equal_indices(full_names, self._dotless if split else self.names, last=split)
-        )
+        return merged(found, equal_indices(full_names, self._dotless, last=True))
 
     def matches(self, name: Any, full_name: Any) -> bool:
         # The seed compares `name == pattern` one pattern at a time; a frozenset answers the

@@ -114,13 +114,15 @@ class PatternSet:
         When every pattern is plain, the names go through RE2 together, in one pass over them
         joined by newlines; this path does not use the cache.
         """
-        names = list(_checked_names(names))
-        return [names[index] for index in self.filter_indices(names)]
+        listed = list(_checked_names(names))
+        return [listed[index] for index in self.filter_indices(listed)]
 
-    def filter_indices(self, names: Sequence[str]) -> list[int]:
+    def filter_indices(self, names: Iterable[str]) -> list[int]:
         """The indices of the names some pattern matches, ascending: ``filter``'s answer as
         positions in ``names``, taken the same way."""
-        return self._filter_lines(names, joined_lines(_checked_names(names)))
+        names = _checked_names(names)
+        listed = names if isinstance(names, Sequence) else list(names)
+        return self._filter_lines(listed, joined_lines(listed))
 
     def _filter_lines(self, names: Sequence[str], text: bytes | None) -> list[int]:
         """``filter_indices``, given ``joined_lines(names)``: for callers that join once."""
@@ -170,7 +172,9 @@ def _checked_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
 
 def _checked_names(names: T) -> T:
     if isinstance(names, (str, bytes)):
-        raise TypeError(f"names must be str names, not a single {type(names).__name__}: {names!r}")
+        raise TypeError(
+            f"names must be a collection of str, not a single {type(names).__name__}: {names!r}"
+        )
     return names
 
 

@@ -72,11 +72,10 @@ def report(
     names = list(names)
     if selects is None:
         selects = NameRuleSelects(patterns, PatternSet(patterns, cache_size=0))
-    # A reading that can say in one pass which names anything selects is asked only about
-    # those, one by one.
-    selecting = getattr(selects, "selecting", None)
+    # The name rule finds the names anything selects in one pass; only those are asked which.
+    asked = selects.selecting(names) if isinstance(selects, NameRuleSelects) else range(len(names))
     counts = [0] * len(patterns)
-    for position in range(len(names)) if selecting is None else selecting(names):
+    for position in asked:
         for index in set(selects(names[position])):
             counts[index] += 1
     candidates = _candidates(names) if 0 in counts else []
@@ -116,7 +115,8 @@ class NameRuleSelects:
         return hits + self._by_text.get(name.rpartition(".")[2] if self._split else name, [])
 
     def selecting(self, names: list[str]) -> list[int]:
-        """The indices of the names some pattern selects, ascending, in one pass over them."""
+        """The indices of the names some pattern selects, ascending: one pass over them when
+        every pattern is plain."""
         found = self._compiled.filter_indices(names)
         return merged(found, equal_indices(names, self._by_text.keys(), last=self._split))
 

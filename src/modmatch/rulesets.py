@@ -213,7 +213,7 @@ class _SeedRuleSet(_NameRuleSet):
 
 class _MegatronBridgeRuleSet(_NameRuleSet):
     def candidates(self, asked: list[tuple[str, bool]]) -> Sequence[int]:
-        if self.call != "split":  # the matcher rules out modules as its own walk asks them
+        if self.call != "split":  # candidates assumes the split call, as Megatron-Bridge's walk
             return super().candidates(asked)
         found: Sequence[int] = self.matcher.candidates([name for name, _ in asked])
         return found
