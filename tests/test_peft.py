@@ -134,6 +134,12 @@ def peft_utils() -> Any:
 
 @given(CONFIGS, st.lists(KEYS, max_size=6))
 @example(_TWO_INDICES, ["model.layers.1.mlp.layers.3.fc", "layers.3.layers.1.fc"])
+# "layers|blocks" splits PEFT's layer regex at its "|": "layers.model" matches with no index.
+@example(
+    SimpleNamespace(**{**vars(_TWO_INDICES), "target_modules": ["model"],
+                       "layers_to_transform": (), "layers_pattern": "layers|blocks"}),
+    ["layers.model"],
+)  # fmt: skip
 def test_check_target_module_exists_as_peft(config: SimpleNamespace, keys: list[str]) -> None:
     real = peft_utils().check_target_module_exists
     for key in keys:

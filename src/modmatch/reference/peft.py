@@ -40,7 +40,8 @@ def layer_index(key: str, layers_pattern: Any) -> int | None:
             found = re.match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", key)
             if found is not None:
                 break
-    return None if found is None else int(found["idx"])
+    # A pattern with a top-level "|" can match without the index group taking part: no index.
+    return None if found is None or found["idx"] is None else int(found["idx"])
 
 
 def check_target_module_exists(config: Any, key: str) -> Any:
