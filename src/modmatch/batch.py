@@ -4,11 +4,14 @@ one pass over all of them instead of one call per module."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .engine import joined_lines
 
-__all__ = ["equal_indices", "merged", "seed_keys", "split", "walked"]
+if TYPE_CHECKING:
+    from .patternset import PatternSet
+
+__all__ = ["equal_indices", "merged", "seed_keys", "selected_by", "split", "walked"]
 
 
 def walked(model: Any) -> tuple[list[str], list[Any]]:
@@ -59,6 +62,16 @@ def equal_indices(names: Sequence[str], patterns: Collection[str], *, last: bool
     if last:
         return [i for i, name in enumerate(names) if name.rpartition(".")[2] in patterns]
     return [i for i, name in enumerate(names) if name in patterns]
+
+
+def selected_by(
+    patterns: PatternSet | None, equal: Collection[str], full_names: Sequence[str], text: bytes
+) -> list[int]:
+    """The indices of ``full_names`` a name rule selects, ascending: ``patterns`` matching the
+    whole name (one pass over ``text``, their ``joined_lines``, where every pattern is plain),
+    or the last segment being one of ``equal``."""
+    found = patterns._filter_lines(full_names, text) if patterns is not None else []
+    return merged(found, equal_indices(full_names, equal, last=True))
 
 
 def merged(first: list[int], second: list[int]) -> list[int]:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .batch import equal_indices, merged, seed_keys, split, walked
+from .batch import seed_keys, selected_by, split, walked
 from .errors import PatternError
 from .matcher import wildcard_match as _engine_wildcard_match
 from .patternset import PatternSet
@@ -152,8 +152,7 @@ class _Compiled:
     def candidates(self, full_names: Sequence[str], text: bytes) -> list[int]:
         """The indices of the names some pattern equals (by last segment) or matches, given
         ``text``, their ``joined_lines``; for an exact list only."""
-        found = self._set._filter_lines(full_names, text) if self._set is not None else []
-        return merged(found, equal_indices(full_names, self._by_name.keys(), last=True))
+        return selected_by(self._set, self._by_name.keys(), full_names, text)
 
     def any(self, full_name: str | None) -> bool:
         """Whether some pattern matches ``full_name`` (never for None)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .batch import equal_indices, merged
+from .batch import selected_by
 from .patternset import DEFAULT_CACHE_SIZE, PatternSet
 from .syntax import SEED, Syntax
 
@@ -45,8 +45,7 @@ class NameRule:
         """The indices of ``full_names`` this rule selects when each is split at its last dot
         (the seed's call), ascending, given ``text``, their ``joined_lines``: one pass over it
         when every pattern is plain, else name by name."""
-        found = self._set._filter_lines(full_names, text) if self._set is not None else []
-        return merged(found, equal_indices(full_names, self._dotless, last=True))
+        return selected_by(self._set, self._dotless, full_names, text)
 
     def matches(self, name: Any, full_name: Any) -> bool:
         # The seed compares `name == pattern` one pattern at a time; a frozenset answers the
