@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from modmatch import ModuleMatcher, PatternSet, reference
-from modmatch.patternset import DEFAULT_CACHE_SIZE
+from modmatch.engine.patternset import DEFAULT_CACHE_SIZE
 from modmatch.reference import seed_regex
 from workloads import FULL, Case
 

@@ -1,6 +1,6 @@
 """The PEFT preview against what it stands in for, side by side in one run.
 
-- The preview (``modmatch.peftpreview.preview`` after one ``named_modules()`` walk) against
+- The preview (``modmatch.preview.peft.preview`` after one ``named_modules()`` walk) against
   ``get_peft_model`` on the same meta-device model and config: transformers 5 DeepSeek-V3
   (PEFT's rewriting included on both sides) and the transformers-4.x shape as a module tree.
 - Handing PEFT a selection of 10,000 full names: ``exact_target_modules``' regex against the
@@ -20,8 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from modmatch.peft import PeftMatcher, exact_target_modules
-from modmatch.peftpreview import preview
-from modmatch.shapes import SHAPES
+from modmatch.preview.peft import preview
+from modmatch.preview.shapes import SHAPES
 from test_frameworks import framework
 from test_targets import report
 from workloads import FULL
@@ -153,7 +153,7 @@ def test_exact_regex_against_a_10000_name_list() -> None:
 
 def test_preview_seconds_on_the_built_in_deepseek_v3() -> None:
     """The whole command on 75,397 names (seconds, not a ratio), and reading them alone."""
-    from modmatch.cli import main
+    from modmatch.preview.cli import main
 
     reading = min(_seconds(lambda: list(SHAPES["deepseek-v3"].modules())) for _ in range(3))
     for flags in (["-t", "q_a_proj", "-t", "gate_proj", "-t", "up_proj"], ["--all-linear"]):

@@ -25,7 +25,7 @@ from contenders import (
     seed_module_matcher,
 )
 from modmatch import PatternSet
-from modmatch.batch import split
+from modmatch.engine.batch import split
 from test_contenders import WHOLE_MODELS, model, modmatch_select, walk
 from workloads import PATTERN_SETS, expert_patterns, names, tiled
 
@@ -160,7 +160,7 @@ def test_flat_in_patterns() -> None:
 def test_which_patterns_match_is_flat_in_patterns() -> None:
     """``PatternSet.matches`` per matching name, and ``report`` over all of Kimi-K2's names, at
     4,096 per-expert patterns against 256 (each set built cold, as a report builds it)."""
-    from modmatch.report import report as count_per_pattern
+    from modmatch.preview.report import report as count_per_pattern
 
     def per_matching_name(count: int) -> float:
         patterns = expert_patterns(count)

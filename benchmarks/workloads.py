@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from modmatch.shapes import SHAPES
+from modmatch.preview.shapes import SHAPES
 
 FULL = os.environ.get("MODMATCH_BENCH", "quick") == "full"
 

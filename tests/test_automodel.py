@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from modmatch import automodel
-from modmatch.patternset import PatternSet
+from modmatch.engine.patternset import PatternSet
+from modmatch.engine.syntax import AUTOMODEL
 from modmatch.reference import automodel as reference
-from modmatch.syntax import AUTOMODEL
 from oracles import oracle
 from strategies import AUTOMODEL_PAIRS, AUTOMODEL_PATTERNS, DOTTED, FRAMEWORK_NAMES
 

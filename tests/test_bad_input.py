@@ -18,7 +18,7 @@ from modmatch import (
     reference,
     wildcard_match,
 )
-from modmatch.syntax import AUTOMODEL, MODULES_TO_SAVE, REGEX, SEED, Syntax
+from modmatch.engine.syntax import AUTOMODEL, MODULES_TO_SAVE, REGEX, SEED, Syntax
 
 LONG = "model." * 16_000 + "q_proj"  # about 100,000 characters
 ODD_NAMES = [

@@ -13,8 +13,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from modmatch import peft
+from modmatch.preview.shapes import SHAPES
 from modmatch.reference import peft as reference
-from modmatch.shapes import SHAPES
 from oracles import oracle
 from strategies import DOTTED, FRAMEWORK_NAMES, PEFT_ENTRIES, PEFT_REGEXES
 
@@ -334,7 +334,7 @@ def test_long_target_lists_are_shortened_as_peft_shortens_them(
     st.lists(st.one_of(FRAMEWORK_NAMES, PEFT_ENTRIES), max_size=5),
 )
 def test_suffix_set_entries_selecting_a_key_are_pefts(entries: list[Any], keys: list[str]) -> None:
-    from modmatch.suffixset import SuffixSet
+    from modmatch.engine.suffixset import SuffixSet
 
     found = SuffixSet(entries)
     for key in keys:

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import modmatch
 
 
@@ -46,7 +48,7 @@ FRAMEWORK_MODULES = {
         "check_target_module_exists",
         "exact_target_modules",
     },
-    "modmatch.peftpreview": {"Preview", "Refused", "preview"},
+    "modmatch.preview.peft": {"Preview", "Refused", "preview"},
 }
 
 
@@ -69,3 +71,69 @@ def test_framework_modules_import_neither_torch_nor_the_frameworks() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+# The layers, lowest first: a module may import from its own layer's package or below, never above.
+LAYERS = [
+    {"errors", "fold", "reference"},
+    {"engine"},
+    {"matcher", "automodel", "megatron_bridge", "peft"},
+    {"preview"},
+    {"__init__", "__main__"},
+]
+
+
+def _layer(part: str) -> int:
+    return next(i for i, layer in enumerate(LAYERS) if part in layer)
+
+
+def _imported_parts(path: Path, package: list[str]) -> set[str]:
+    """The top-level parts of modmatch that `path` imports, relative imports resolved."""
+    import ast
+
+    parts = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - (node.level - 1)] + (node.module or "").split(".")
+            base = [segment for segment in base if segment]
+            if base:
+                parts.add(base[0])
+            else:  # `from .. import x`: a module of the root, or a name its __init__ defines
+                known = set().union(*LAYERS)
+                parts.update(a.name if a.name in known else "__init__" for a in node.names)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = (
+                [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            )
+            parts.update(n.split(".")[1] for n in names if n and n.startswith("modmatch."))
+    return parts
+
+
+def test_no_import_runs_upward() -> None:
+    root = Path(modmatch.__file__).parent
+    for path in root.rglob("*.py"):
+        relative = path.relative_to(root).with_suffix("").parts
+        package = list(relative[:-1])
+        own = relative[0]
+        for part in _imported_parts(path, package):
+            assert _layer(part) <= _layer(own), f"{'/'.join(relative)} imports {part} from above"
+
+
+# The other modules the README documents, at the paths it gives (see its changelog for moves).
+DOCUMENTED = {
+    "modmatch.engine.syntax": {"AUTOMODEL", "MODULES_TO_SAVE", "REGEX", "SEED"},
+    "modmatch.fold": {"fold", "parse", "unfold"},
+    "modmatch.preview.report": {"report", "Report", "UnmatchedPatternError"},
+    "modmatch.preview.peft": {"preview", "Refused"},
+}
+MOVED_AWAY = ["modmatch.syntax", "modmatch.peftpreview", "modmatch.report", "modmatch.cli"]
+
+
+def test_documented_paths() -> None:
+    import importlib
+
+    for name, expected in DOCUMENTED.items():
+        assert expected <= set(importlib.import_module(name).__all__), name
+    for name in MOVED_AWAY:
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(name)

@@ -5,9 +5,9 @@ patterns are compiled once into one RE2 set and answers are cached per module na
 """
 
 from . import reference
+from .engine.patternset import PatternSet
 from .errors import FallbackWarning, PatternError
 from .matcher import Explanation, ModuleMatcher, Rule, wildcard_match
-from .patternset import PatternSet
 
 __all__ = [
     "Explanation",

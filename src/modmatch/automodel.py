@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from .engine.namerule import NameRule
+from .engine.patternset import PatternSet
+from .engine.recompiling import Recompiling
+from .engine.syntax import AUTOMODEL, quietly
 from .errors import PatternError
-from .namerule import NameRule
-from .patternset import PatternSet
-from .recompiling import Recompiling
 from .reference import automodel as reference
-from .syntax import AUTOMODEL, quietly
 
 __all__ = ["ModuleMatcher", "wildcard_match"]
 

@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from .batch import merged, seed_keys, split, walked
-from .namerule import NameRule
-from .patternset import DEFAULT_CACHE_SIZE, PatternSet
+from .engine.batch import merged, seed_keys, split, walked
+from .engine.namerule import NameRule
+from .engine.patternset import DEFAULT_CACHE_SIZE, PatternSet
 
 __all__ = ["Explanation", "ModuleMatcher", "Rule", "wildcard_match"]
 

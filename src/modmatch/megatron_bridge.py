@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .batch import seed_keys, selected_by, split, walked
+from .engine.batch import seed_keys, selected_by, split, walked
+from .engine.patternset import PatternSet
+from .engine.syntax import quietly
 from .errors import PatternError
 from .matcher import wildcard_match as _engine_wildcard_match
-from .patternset import PatternSet
 from .reference import megatron_bridge as reference
 from .reference.seed import wildcard_match as _re_wildcard_match
-from .syntax import quietly
 
 __all__ = ["ModuleMatcher", "wildcard_match"]
 

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+from .engine.patternset import DEFAULT_CACHE_SIZE, PatternSet
+from .engine.suffixset import SuffixSet
+from .engine.syntax import MODULES_TO_SAVE, REGEX, quietly
 from .errors import PatternError
 from .fold import fold, to_regex
-from .patternset import DEFAULT_CACHE_SIZE, PatternSet
 from .reference import peft as reference
 from .reference.peft import Excluded
-from .suffixset import SuffixSet
-from .syntax import MODULES_TO_SAVE, REGEX, quietly
 
 __all__ = ["Excluded", "PeftMatcher", "check_target_module_exists", "exact_target_modules"]
 
@@ -209,7 +209,7 @@ class PeftMatcher:
         """Names of the modules ``target_modules`` selects on ``model`` as ``get_peft_model``
         applies it, in ``named_modules()`` order. Not the transformers-5 rewriting of MoE
         configs, nor the holders of ``target_parameters``, nor PEFT's refusals: for those,
-        :func:`modmatch.peftpreview.preview`. PEFT's default targets for
+        :func:`modmatch.preview.peft.preview`. PEFT's default targets for
         ``target_modules=None`` are not known here."""
         match = self.for_model(model).match
         return [name for name, _ in model.named_modules() if name and match(name)]

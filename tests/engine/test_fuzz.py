@@ -1,6 +1,6 @@
 """A bounded fuzz run: patterns and names cut from arbitrary bytes, checked against the reference.
 
-Failing inputs land in the example database under tests/fuzz-corpus/; commit it, and every later
+Failing inputs land in the example database under tests/engine/fuzz-corpus/; commit it, and every later
 run replays them first, as regression tests.
 """
 

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from modmatch import FallbackWarning, ModuleMatcher, PatternError, PatternSet, reference
-from modmatch.engine import SetEngine
-from modmatch.patternset import _Matcher, _no_set
+from modmatch.engine.patternset import _Matcher, _no_set
+from modmatch.engine.sets import SetEngine
 
 NAMES = [
     "model.layers.0.self_attn.q_proj",
@@ -123,7 +123,7 @@ def test_leading_wildcards_search_and_a_newline_takes_anchored_sets() -> None:
 def test_the_binding_s_own_set_match_agrees_with_the_public_one() -> None:
     import re2
 
-    from modmatch.engine import set_matcher
+    from modmatch.engine.sets import set_matcher
 
     compiled = re2.Set.MatchSet()
     for source in ("", "[^\\n]*q_proj", "model[^\\n]*", "x"):
@@ -143,7 +143,7 @@ def test_the_binding_s_own_set_match_agrees_with_the_public_one() -> None:
 def test_the_binding_s_own_search_agrees_with_finditer() -> None:
     import re2
 
-    from modmatch.engine import LineEngine, _spans
+    from modmatch.engine.sets import LineEngine, _spans
 
     compiled = re2.compile("(?:(?m:^)[^\\n]*q[^\\n]*(?m:$)\\n)+")
     text = b"q\nq.a\nx\n\nmodel.q_proj\n\xc3\xa9q\nx\n"

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from modmatch import reference
-from modmatch.cli import main
-from modmatch.shapes import SHAPES
+from modmatch.preview.cli import main
+from modmatch.preview.shapes import SHAPES
 from oracles import oracle
 
 # Typos and near misses a user makes on each built-in shape (transformers 4.x naming).

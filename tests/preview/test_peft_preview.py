@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from modmatch.cli import main
-from modmatch.shapes import SHAPES
+from modmatch.preview.cli import main
+from modmatch.preview.shapes import SHAPES
 from oracles import oracle
 
 _TINY = {"hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2, "vocab_size": 64}

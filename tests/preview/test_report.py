@@ -10,14 +10,14 @@ from hypothesis import strategies as st
 from torch import nn
 
 from modmatch import ModuleMatcher, reference
-from modmatch.report import UnmatchedPatternError, UnmatchedPatternWarning, report
-from modmatch.shapes import SHAPES
+from modmatch.preview.report import UnmatchedPatternError, UnmatchedPatternWarning, report
+from modmatch.preview.shapes import SHAPES
 from strategies import NAMES, PATTERNS
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::FutureWarning"),
     pytest.mark.filterwarnings("ignore::modmatch.FallbackWarning"),
-    pytest.mark.filterwarnings("ignore::modmatch.report.UnmatchedPatternWarning"),
+    pytest.mark.filterwarnings("ignore::modmatch.preview.report.UnmatchedPatternWarning"),
 ]
 MEGATRON = [name for name, _ in SHAPES["megatron-gpt"].modules()]
 

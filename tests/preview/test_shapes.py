@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modmatch.shapes import SHAPES
+from modmatch.preview.shapes import SHAPES
 from oracles import oracle
 
 
@@ -52,7 +52,6 @@ def test_transformers5_shapes_are_the_real_models(shape: str, model: str) -> Non
     if int(transformers.__version__.split(".")[0]) < 5:
         pytest.skip("the fused layout is transformers 5's")
     import torch
-
     from test_peft_preview import MODELS
 
     with torch.device("meta"):

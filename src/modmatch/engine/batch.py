@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .engine import joined_lines
+from .sets import joined_lines
 
 if TYPE_CHECKING:
     from .patternset import PatternSet

@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 import re2
 
-from .engine import DEFAULT_MAX_MEM, LineEngine, SetEngine, UnionEngine, joined_lines
-from .errors import FallbackWarning, PatternError
+from ..errors import FallbackWarning, PatternError
+from .sets import DEFAULT_MAX_MEM, LineEngine, SetEngine, UnionEngine, joined_lines
 from .syntax import SEED, Syntax
 from .translate import (
     Sensitivity,
@@ -35,7 +35,7 @@ class PatternSet:
     """Patterns compiled together; immutable, hashable and picklable.
 
     Each pattern answers exactly as its ``syntax`` says its framework runs it: by default the
-    seed's wildcards (``wildcard_match``); see :mod:`modmatch.syntax` for the others.
+    seed's wildcards (``wildcard_match``); see :mod:`modmatch.engine.syntax` for the others.
     """
 
     __slots__ = ("_any", "_cache_size", "_matcher", "_matches", "_patterns", "_syntax")

@@ -12,10 +12,10 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .errors import FallbackWarning
-from .reference.automodel import automodel_regex
-from .reference.peft import modules_to_save_regex
-from .reference.seed import seed_regex
+from ..errors import FallbackWarning
+from ..reference.automodel import automodel_regex
+from ..reference.peft import modules_to_save_regex
+from ..reference.seed import seed_regex
 
 __all__ = ["AUTOMODEL", "MODULES_TO_SAVE", "REGEX", "SEED", "Syntax", "quietly"]
 

@@ -152,7 +152,7 @@ def fused_experts_note(pattern: str, fused: dict[str, tuple[str, ...]]) -> str |
     words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", pattern))
     if not (words & _EXPERT_PROJECTIONS or any("expert" in word for word in words)):
         return None
-    from .fold import fold
+    from ..fold import fold
 
     modules = ", ".join(str(line) for line in fold(fused))
     first = next(iter(fused))

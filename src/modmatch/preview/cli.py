@@ -14,15 +14,15 @@ import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__
+from ..errors import FallbackWarning, PatternError
+from ..fold import fold
+from ..peft import PeftMatcher, exact_target_modules
 from .advice import Advice, fused_experts_note, literal_reading, suggestions, why_broader
-from .errors import FallbackWarning, PatternError
-from .fold import fold
-from .peft import PeftMatcher, exact_target_modules
-from .peftpreview import preview
+from .peft import preview
 from .report import Report, report
 from .rulesets import CALLS, RULES, InputError, Model, Options, RuleSet, rule_set
 from .shapes import SHAPES, Shape
@@ -154,7 +154,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {metadata.version('modmatch')}"
+    )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--model",

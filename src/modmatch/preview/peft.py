@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .peft import PeftMatcher
+from ..peft import PeftMatcher
 
 __all__ = ["Preview", "Refused", "preview"]
 

@@ -9,8 +9,8 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .batch import equal_indices, merged
-from .patternset import PatternSet
+from ..engine.batch import equal_indices, merged
+from ..engine.patternset import PatternSet
 
 __all__ = [
     "NameRuleSelects",

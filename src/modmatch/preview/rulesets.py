@@ -8,15 +8,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import automodel, megatron_bridge
-from .errors import PatternError
-from .matcher import ModuleMatcher
-from .patternset import PatternSet
-from .peft import PeftMatcher
-from .peftpreview import Preview, preview
+from .. import automodel, megatron_bridge
+from ..engine.patternset import PatternSet
+from ..engine.suffixset import SuffixSet
+from ..engine.syntax import AUTOMODEL, REGEX, SEED, Syntax, quietly
+from ..errors import PatternError
+from ..matcher import ModuleMatcher
+from ..peft import PeftMatcher
+from .peft import Preview, preview
 from .report import NameRuleSelects
-from .suffixset import SuffixSet
-from .syntax import AUTOMODEL, REGEX, SEED, Syntax, quietly
 
 __all__ = ["CALLS", "RULES", "Options", "RuleSet", "Verdict", "rule_set"]
 
