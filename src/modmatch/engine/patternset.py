@@ -11,7 +11,16 @@ from typing import Any, TypeVar
 import re2
 
 from ..errors import FallbackWarning, PatternError
-from .sets import DEFAULT_MAX_MEM, LineEngine, SetEngine, UnionEngine, joined_lines
+from .sets import (
+    DEFAULT_MAX_MEM,
+    LineEngine,
+    LiteralEngine,
+    LiteralSets,
+    SetEngine,
+    UnionEngine,
+    filed_by_literal,
+    joined_lines,
+)
 from .syntax import SEED, Syntax
 from .translate import (
     Sensitivity,
@@ -21,6 +30,7 @@ from .translate import (
     plain_union,
     translate,
     translate_plain,
+    translate_simple,
 )
 
 __all__ = ["DEFAULT_CACHE_SIZE", "PatternSet"]
@@ -194,6 +204,9 @@ def _translation(index: int, pattern: str, syntax: Syntax) -> Translation | str:
     if plain is not None:
         return plain
     regex = syntax.regex(pattern)
+    simple = translate_simple(regex, fullmatch=syntax.fullmatch)
+    if simple is not None:
+        return simple
     try:
         tree = parse(regex)
     except _REGEX_ERRORS as error:
@@ -238,7 +251,7 @@ class _Matcher:
             translation = _translation(index, pattern, syntax)
             if isinstance(translation, str):
                 self.fallback_reasons[index] = translation
-            elif not translation.plain and not _re2_accepts(translation.source, max_mem):
+            elif not translation.simple and not _re2_accepts(translation.source, max_mem):
                 self.fallback_reasons[index] = "RE2 refused it"
             else:
                 self._translations[index] = translation
@@ -246,22 +259,30 @@ class _Matcher:
         self._sensitivity = {
             index: t.sensitivity for index, t in self._translations.items() if t.sensitivity
         }
-        # Patterns RE2 answers exactly on every name it can take, in one regex while it fits.
-        self._exact = UnionEngine(max_mem)
-        self._exact.add(
-            [
-                (t.plain, patterns[i] if t.plain else t.source)
-                for i, t in self._translations.items()
-                if not t.sensitivity
-            ],
-            _union,
-        )
+        # Large lists whose patterns require different literals are filed by literal, for
+        # both questions: one union or set of many shapes builds DFA states name after name.
+        self._filed = filed_by_literal([t.literal for t in self._translations.values()])
+        # Patterns RE2 answers exactly on every name it can take.
+        exact = [
+            (t.literal, (t.plain, patterns[i] if t.plain else t.source))
+            for i, t in self._translations.items()
+            if not t.sensitivity
+        ]
+        self._exact: UnionEngine | LiteralEngine
+        if self._filed:
+            self._exact = LiteralEngine(exact, _union, max_mem)
+        else:
+            self._exact = UnionEngine(max_mem)
+            self._exact.add([alternative for _, alternative in exact], _union)
         self._on_features = UnionEngine(max_mem)
         self._on_features.add([self._translations[i].source for i in self._sensitivity], "|".join)
-        self._sets: SetEngine | None = None
-        # When every pattern is plain: all names at once, one per line.
+        self._sets: SetEngine | LiteralSets | None = None
+        # When every pattern is plain and one union holds them: all names at once, one per line.
+        # (Filed by literal, a mixed list's one regex over the lines would build DFA states
+        # line after line: 11 ms per name at 4,096 patterns. Name by name stays flat.)
         self._lines: LineEngine | None = None
-        if patterns and all(t.plain for t in self._translations.values()) and not self._fallbacks:
+        plain = all(t.plain for t in self._translations.values())
+        if patterns and plain and not self._fallbacks and not self._filed:
             self._lines = LineEngine(max_mem)
             self._lines.add(patterns, functools.partial(plain_union, per_line=True))
         self._compiled: dict[int, Callable[[str], re.Match[str] | None]] = {}
@@ -301,9 +322,11 @@ class _Matcher:
             return tuple(self._by_re(range(len(self._regexes)), name))
         if self._sets is None:
             # Built on first use: most callers only ask whether anything matches.
-            self._sets = SetEngine(
-                [(index, t.source) for index, t in self._translations.items()], self._max_mem
-            )
+            sources = [(index, t.source, t.literal) for index, t in self._translations.items()]
+            if self._filed:
+                self._sets = LiteralSets(sources, self._max_mem)
+            else:
+                self._sets = SetEngine([source[:2] for source in sources], self._max_mem)
         hits = self._sets.match(text)
         if hits is None:
             hits = self._by_re(self._translations, name)

@@ -34,6 +34,7 @@ __all__ = [
     "plain_union",
     "translate",
     "translate_plain",
+    "translate_simple",
 ]
 
 # RE2 refuses larger repeat counts ("invalid repetition size").
@@ -81,6 +82,11 @@ class Translation:
     source: str
     sensitivity: Sensitivity
     plain: bool = False  # the pattern itself is plain (see translate_plain)
+    # Written from a few fixed tokens (see translate_simple), which RE2 always accepts.
+    simple: bool = False
+    # The longest run of literal characters every matching name holds ("" if none): the
+    # engine files the pattern under it, so a name is tried only on patterns whose run it holds.
+    literal: str = ""
 
 
 def parse(regex: str) -> Any:
@@ -99,7 +105,47 @@ def translate_plain(pattern: str) -> Translation | None:
     if not _PLAIN.fullmatch(pattern):
         return None
     body = "".join(map(_plain_token, pattern))
-    return Translation(r"\A" + body + _FINAL_END, Sensitivity.NONE, plain=True)
+    # `.` and `*` match any character: the words between them are the literal runs.
+    literal = max(_PLAIN_WORD.findall(pattern), key=len, default="")
+    return Translation(
+        r"\A" + body + _FINAL_END, Sensitivity.NONE, plain=True, simple=True, literal=literal
+    )
+
+
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_]+")
+
+# The regexes frameworks build from plain patterns (Automodel's `(.*)` and `(\..*)?`, PEFT's
+# `.*\.q_proj`) are made of a few tokens, each with one meaning wherever it stands; such a regex
+# is written out token by token, without Python's parser (a third of a millisecond a pattern).
+_SIMPLE_TOKENS = {
+    "(\\..*)?": r"(?:\.[^\n]*)?",
+    "(.*)": r"[^\n]*",
+    ".*": r"[^\n]*",
+    "\\.": r"\.",
+    ".": r"[^\n]",
+}
+_SIMPLE_TOKEN = re.compile(r"[A-Za-z0-9_]|" + "|".join(map(re.escape, _SIMPLE_TOKENS)))
+_SIMPLE = re.compile(rf"\^?(?:{_SIMPLE_TOKEN.pattern})*\$?")
+
+
+def translate_simple(regex: str, *, fullmatch: bool = False) -> Translation | None:
+    """The translation of a regex made only of an optional leading ``^``, ASCII letters, digits,
+    ``_``, ``.``, ``\\.``, ``.*``, ``(.*)``, ``(\\..*)?`` and, without ``fullmatch``, an
+    optional final ``$``; None for any other."""
+    if not _SIMPLE.fullmatch(regex) or (fullmatch and regex.endswith("$")):
+        return None
+    body = regex.removeprefix("^").removesuffix("$")
+    written, literal, run = [], "", ""
+    for token in _SIMPLE_TOKEN.findall(body):
+        written.append(_SIMPLE_TOKENS.get(token, token))
+        run = run + token[-1] if token == "\\." or (len(token) == 1 and token != ".") else ""
+        literal = max(literal, run, key=len)
+    source = r"\A" + "".join(written)
+    if fullmatch:
+        source += r"\z"
+    elif regex.endswith("$"):
+        source += _FINAL_END  # a final $ also matches before a final "\n", as in translate
+    return Translation(source, Sensitivity.NONE, simple=True, literal=literal)
 
 
 def _plain_token(char: str) -> str:
@@ -168,7 +214,22 @@ def translate(tree: Any, *, fullmatch: bool = False) -> Translation:
     source = writer.sequence(tree, tree.state.flags, final=not fullmatch)
     if fullmatch:
         source = r"\A(?:" + source + r")\z"
-    return Translation(source, writer.sensitivity)
+    return Translation(source, writer.sensitivity, literal=_required_literal(tree))
+
+
+def _required_literal(tree: Any) -> str:
+    """The longest run of literal characters at the top level of ``tree``, which every name it
+    matches holds; "" under case folding, and surrogates (never in an encodable name) end a run."""
+    if tree.state.flags & sre.SRE_FLAG_IGNORECASE:
+        return ""
+    longest = run = ""
+    for op, av in tree:
+        if op is sre.LITERAL and not _SURROGATES[0] <= av <= _SURROGATES[1]:
+            run += chr(av)
+            longest = max(longest, run, key=len)
+        else:
+            run = ""
+    return longest
 
 
 class _Writer:
