@@ -141,6 +141,30 @@ def hyperscan_per_name(patterns: Sequence[str], names: list[str]) -> Runner:
     return run
 
 
+def hyperscan_any_per_name(patterns: Sequence[str], names: list[str]) -> Runner:
+    """Hyperscan per name, stopping at the first match: for lists where many patterns match
+    each name (mixed shapes), where a callback per matching pattern would dominate."""
+    import hyperscan
+
+    db = _hyperscan_db(patterns, hyperscan.HS_FLAG_SINGLEMATCH)
+    scratch = hyperscan.Scratch(db)
+    encoded = [(name, name.encode()) for name in names]
+
+    def stop(*_: object) -> bool:
+        return True
+
+    def run() -> list[str]:
+        found = []
+        for name, text in encoded:
+            try:
+                db.scan(text, match_event_handler=stop, scratch=scratch)  # type: ignore[attr-defined]
+            except hyperscan.ScanTerminated:
+                found.append(name)
+        return found
+
+    return run
+
+
 def hyperscan_all_names(patterns: Sequence[str], names: list[str]) -> Runner:
     import hyperscan
 

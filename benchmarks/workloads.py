@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -41,6 +42,37 @@ def expert_patterns(count: int) -> tuple[str, ...]:
     """``*.layers.L.mlp.experts.E.*`` for the first ``count`` (MoE layer, expert) pairs of Kimi-K2."""
     pairs = itertools.islice(itertools.product(range(1, 61), range(384)), count)
     return tuple(f"*.layers.{layer}.mlp.experts.{expert}.*" for layer, expert in pairs)
+
+
+# The shapes of a list people really write, side by side: per-layer, per-expert, bare names,
+# full names ({i} a layer, {e} an expert, {s} a last segment, {n} a full module name).
+MIXED_SHAPES = (
+    "*.layers.{i}.*.{s}",
+    "*.experts.{e}.*_proj",
+    "model.layers.{i}.mlp.experts.{e}.*",
+    "*.{s}",
+    "*.layers.{i}.self_attn.*",
+    "*{s}*",
+    "{n}",
+    "model.layers.{i}.mlp.*.{e}.*",
+)
+
+
+@functools.cache
+def mixed_patterns(count: int, model: str = "deepseek-v3") -> tuple[str, ...]:
+    """``count`` distinct patterns, the mixed shapes in turn, filled from ``model``'s own names
+    (so most select something), the same list on every run."""
+    every = [name for name in names(model) if name]
+    segments = sorted({n.rpartition(".")[2] for n in every if not n[-1].isdigit()})
+    rnd = random.Random(count)
+    found: dict[str, None] = {}
+    for shape in itertools.cycle(MIXED_SHAPES):
+        layer, expert = rnd.randrange(61), rnd.randrange(256)
+        filled = shape.format(i=layer, e=expert, s=rnd.choice(segments), n=rnd.choice(every))
+        found.setdefault(filled, None)
+        if len(found) == count:
+            return tuple(found)
+    raise AssertionError("unreachable")
 
 
 PATTERN_SETS: dict[str, tuple[str, ...]] = {

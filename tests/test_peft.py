@@ -334,11 +334,17 @@ def test_long_target_lists_are_shortened_as_peft_shortens_them(
     st.lists(st.one_of(FRAMEWORK_NAMES, PEFT_ENTRIES), max_size=5),
 )
 def test_suffix_set_entries_selecting_a_key_are_pefts(entries: list[Any], keys: list[str]) -> None:
-    from modmatch.engine.suffixset import SuffixSet
+    from unittest import mock
 
-    found = SuffixSet(entries)
+    from modmatch.engine import suffixset
+
+    few = suffixset.SuffixSet(entries)
+    with mock.patch.object(suffixset, "_FEW", 0):  # as many entries hold: a lookup per dot
+        many = suffixset.SuffixSet(entries)
     for key in keys:
         # PEFT's list rule, entry by entry (an int entry is formatted, never equal to a key).
         expected = tuple(e for e in entries if key == e or key.endswith(f".{e}"))
-        assert found.matching(key) == expected
-        assert found.match(key) == bool(expected)
+        for found in (few, many):
+            assert found.matching(key) == expected
+            assert found.match(key) == bool(expected)
+            assert found.ends_with(key) == any(key.endswith(f".{e}") for e in entries)

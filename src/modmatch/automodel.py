@@ -82,7 +82,10 @@ class ModuleMatcher(reference.ModuleMatcher):
             return super().match(m, name, prefix)  # re's own error for a name that is not a str
         if self.match_all_linear and isinstance(m, _linear_types()):
             return True
-        targets, excludes = self.__dict__.get("_modmatch_rules") or self._new_rules()
+        try:
+            targets, excludes = self._modmatch_rules
+        except AttributeError:
+            targets, excludes = self._new_rules()
         if self.target_modules:
             assert not self.exclude_modules, (
                 "`exclude_modules` must be empty when `target_modules` is used."
@@ -99,3 +102,5 @@ class ModuleMatcher(reference.ModuleMatcher):
         own fields (so ``fields()``, ``asdict()``, equality and ``repr`` are Automodel's)."""
         rules = self.__dict__["_modmatch_rules"] = (Recompiling(_compile), Recompiling(_compile))
         return rules
+
+    _modmatch_rules: ClassVar[tuple[Recompiling[NameRule | None], Recompiling[NameRule | None]]]

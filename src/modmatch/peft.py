@@ -63,8 +63,9 @@ class PeftMatcher:
     names ``target_parameters`` picks.
     """
 
-    __slots__ = ("_cache", "_excluded", "_rules", "_settings")
-    _cache: dict[str, bool | Excluded | None]
+    __slots__ = ("_cache", "_decide", "_excluded", "_rules", "_settings")
+    _cache: dict[str, bool | Excluded | None] | None
+    _decide: Callable[[str], bool | Excluded | None]
     _excluded: Excluded  # or PEFT's own marker class, falsy the same way
     _rules: _Rules | None
     _settings: SimpleNamespace
@@ -89,10 +90,24 @@ class PeftMatcher:
             target_parameters=target_parameters,
             task_type=task_type,
         )
+        rules = _compiled(settings)
         object.__setattr__(self, "_settings", settings)
-        object.__setattr__(self, "_rules", _compiled(settings))
+        object.__setattr__(self, "_rules", rules)
         object.__setattr__(self, "_excluded", _excluded_marker())
-        object.__setattr__(self, "_cache", {})
+        # Answers are remembered only where deciding runs Python's re (the layer filter, or
+        # PEFT's own loop): the engine's pattern sets remember theirs, and a few literal
+        # entries decide faster than a cache can be written.
+        slow = rules is None or rules.layers is not None
+        object.__setattr__(self, "_cache", {} if slow else None)
+        # The everyday config, a few target entries and nothing else, is the entries' own rule.
+        plain = (
+            rules is not None
+            and isinstance(rules.targets, SuffixSet)
+            and rules.excludes is None
+            and rules.to_save is None
+            and rules.layers is None
+        )
+        object.__setattr__(self, "_decide", rules.targets.match if plain else self._by_rules)  # type: ignore[union-attr]
 
     @classmethod
     def from_config(cls, config: Any) -> PeftMatcher:
@@ -123,14 +138,18 @@ class PeftMatcher:
         it out; False or None, as PEFT, otherwise. Where PEFT returns a ``re.Match``, True."""
         if type(key) is not str:
             return self._by_reference(key)  # PEFT's own errors, or its answer
-        found = self._cache.get(key, _UNSEEN)
+        cache = self._cache
+        if cache is None:
+            return self._decide(key)
+        found = cache.get(key, _UNSEEN)
         if found is _UNSEEN:
-            if len(self._cache) >= DEFAULT_CACHE_SIZE:
-                self._cache.clear()  # emptied when full, as PatternSet's caches are
-            found = self._cache[key] = self._decide(key)
+            if len(cache) >= DEFAULT_CACHE_SIZE:
+                cache.clear()  # emptied when full, as PatternSet's caches are
+            found = cache[key] = self._decide(key)
         return found  # type: ignore[return-value]
 
-    def _decide(self, key: str) -> bool | Excluded | None:
+    def _by_rules(self, key: str) -> bool | Excluded | None:
+        """PEFT's rules in its order, each pattern on the engine."""
         rules = self._rules
         if rules is None:
             return self._by_reference(key)
@@ -372,32 +391,43 @@ _CONTAINERS = (list, set, dict)
 
 
 class _ConfigMatcher:
-    """A config's matcher, with the fields it was compiled from and how to read them again."""
+    """A config's matcher, with the fields it was compiled from, to tell when they change."""
 
-    __slots__ = ("config", "fields", "matcher", "read", "sized", "sizes")
+    __slots__ = ("config", "fields", "match", "sized")
 
     def __init__(self, config: Any) -> None:
         self.config = config
-        self.read: Callable[[Any], tuple[Any, ...]] = operator.attrgetter(*_CONFIG_FIELDS)
-        try:
-            self.fields = self.read(config)
-        except AttributeError:  # PEFT reads a missing field as None
-            self.read = _read_with_defaults
-            self.fields = self.read(config)
-        self.sized = tuple(value for value in self.fields if type(value) in _CONTAINERS)
-        self.sizes = tuple(map(len, self.sized))
-        self.matcher = PeftMatcher.from_config(config)
+        self.fields = _read(config)
+        # The containers among them, with their sizes: a list grown in place is seen too.
+        self.sized = tuple((v, len(v)) for v in self.fields if type(v) in _CONTAINERS)
+        self.match = PeftMatcher.from_config(config).match
 
     def fresh(self, config: Any) -> bool:
-        """Whether ``config`` still holds the very fields compiled, at the sizes compiled."""
-        return (
-            config is self.config
-            and all(map(operator.is_, self.read(config), self.fields))
-            and tuple(map(len, self.sized)) == self.sizes
-        )
+        """Whether ``config`` still holds the very fields compiled, at the sizes compiled.
+
+        Asked on every call: each field is compared by identity, written out (a sixth of the
+        cost of reading them into a tuple and comparing that)."""
+        targets, excludes, to_save, layers, pattern, parameters = self.fields
+        try:
+            same = (
+                config is self.config
+                and config.target_modules is targets
+                and config.exclude_modules is excludes
+                and config.modules_to_save is to_save
+                and config.layers_to_transform is layers
+                and config.layers_pattern is pattern
+                and config.target_parameters is parameters
+            )
+        except AttributeError:  # PEFT reads a missing field as None
+            same = all(map(operator.is_, _read(config), self.fields))
+        if same:
+            for value, size in self.sized:
+                if len(value) != size:
+                    return False
+        return same
 
 
-def _read_with_defaults(config: Any) -> tuple[Any, ...]:
+def _read(config: Any) -> tuple[Any, ...]:
     return tuple(getattr(config, name, None) for name in _CONFIG_FIELDS)
 
 
@@ -416,4 +446,4 @@ def check_target_module_exists(config: Any, key: str) -> bool | Excluded | None:
         if len(_BY_CONFIG) >= _BY_CONFIG_SIZE:
             _BY_CONFIG.clear()
         compiled = _BY_CONFIG[id(config)] = _ConfigMatcher(config)
-    return compiled.matcher.match(key)
+    return compiled.match(key)

@@ -18,7 +18,7 @@ class NameRule:
     name it matches: the rule of the seed and of Automodel (Megatron-Bridge's too, which needs
     the first such pattern in list order and keeps its own loop for that)."""
 
-    __slots__ = ("_dotless", "_patterns", "_set", "full_name_matcher", "names")
+    __slots__ = ("_by_re", "_dotless", "_patterns", "_set", "full_name_matcher", "names")
 
     def __init__(
         self,
@@ -38,6 +38,8 @@ class NameRule:
         # without its cache: for a caller that keeps answers of its own (ModuleMatcher).
         self.names = frozenset(patterns) if patterns else frozenset()
         self.full_name_matcher = None if self._set is None else self._set._matcher
+        # A few patterns on Python's re (see PatternSet.match), asked here without its frame.
+        self._by_re = None if self._set is None else self._set._matcher.by_re
         # A short name holds no dot: only these patterns can equal one.
         self._dotless = frozenset(p for p in self.names if "." not in p)
 
@@ -55,6 +57,8 @@ class NameRule:
                 return True
         elif name in self._patterns:  # type: ignore[operator]
             return True
+        if self._by_re is not None and type(full_name) is str:
+            return self._by_re(full_name) is not None
         # The seed's wildcard_match answers None (no match) for a None full name.
         return self._set is not None and full_name is not None and self._set.match(full_name)
 

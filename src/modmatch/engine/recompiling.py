@@ -23,23 +23,25 @@ class Recompiling(Generic[T]):
     """``build(value)`` for the latest ``value`` seen; rebuilt when the value is replaced or
     changed in place."""
 
-    __slots__ = ("_build", "_built", "_copy", "_seen")
+    __slots__ = ("_build", "_built", "_copy", "_immutable", "_seen")
 
     def __init__(self, build: Callable[[Any], T]) -> None:
         self._build = build
         self._seen: Any = _UNSET
         self._copy: Any = _UNSET
+        self._immutable = False
         self._built: T | None = None
 
     def get(self, value: Any) -> T:
         """What ``build(value)`` returns, built again only if ``value`` changed since."""
-        if value is not self._seen or (
-            not isinstance(value, _IMMUTABLE) and bool(value != self._copy)
-        ):
-            # Built first: a value that fails to build leaves the previous state untouched.
-            built = self._build(value)
-            self._seen, self._copy, self._built = value, copy.copy(value), built
-        return self._built  # type: ignore[return-value]
+        # Asked on every match: whether the value is immutable was decided when it was built.
+        if value is self._seen and (self._immutable or bool(value == self._copy)):
+            return self._built  # type: ignore[return-value]
+        # Built first: a value that fails to build leaves the previous state untouched.
+        built = self._build(value)
+        self._seen, self._copy, self._built = value, copy.copy(value), built
+        self._immutable = isinstance(value, _IMMUTABLE)
+        return built
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Compiled engines do not pickle; the copy compiles again on first use.

@@ -29,6 +29,7 @@ __all__ = [
     "UnionEngine",
     "filed_by_literal",
     "joined_lines",
+    "literal_groups",
     "set_matcher",
 ]
 
@@ -153,6 +154,18 @@ def filed_by_literal(literals: Sequence[str]) -> bool:
     return len(literals) > _ONE_UNION_MAX and len(found) > 1
 
 
+def _by_literal(literals: Sequence[str]) -> tuple[dict[str, list[int]], list[int]]:
+    """The indices of the sources filed under each literal, and of those that require none."""
+    filed: dict[str, list[int]] = {}
+    rest: list[int] = []
+    for index, literal in enumerate(literals):
+        if len(literal) >= _MIN_LITERAL:
+            filed.setdefault(literal, []).append(index)
+        else:
+            rest.append(index)
+    return filed, rest
+
+
 class ByLiteral(Generic[E]):
     """Sources filed by the literal each requires: an engine per literal, one for the sources
     that require none, and one unanchored search telling which literals a text holds.
@@ -166,34 +179,37 @@ class ByLiteral(Generic[E]):
 
     def __init__(
         self,
-        literals: Sequence[str],
+        sources: Sequence[tuple[str, str]],
         build: Callable[[list[int]], E],
         max_mem: int = DEFAULT_MAX_MEM,
     ) -> None:
-        """``literals[i]`` is source i's; ``build(indices)`` makes the engine of those sources."""
-        filed: dict[str, list[int]] = {}
-        rest: list[int] = []
-        for index, literal in enumerate(literals):
-            if len(literal) >= _MIN_LITERAL:
-                filed.setdefault(literal, []).append(index)
-            else:
-                rest.append(index)
+        """``sources[i]`` is source i's literal and RE2 syntax; ``build(indices)`` makes the
+        engine of those sources."""
+        filed, rest = _by_literal([literal for literal, _ in sources])
+        # Broadest first, the shortest source standing for the least a name must hold: a name
+        # that matches is most often settled by the first engine asked.
+        order = sorted(filed, key=lambda literal: min(len(sources[i][1]) for i in filed[literal]))
         # The sentinel first: a search whose answer holds it did not give up.
         search = re2.Set.SearchSet(_options(max_mem))
         search.Add(_MATCH_EVERYTHING)
-        for literal in filed:
+        for literal in order:
             search.Add(re2.escape(literal))
         search.Compile()
         self._search = set_matcher(search)
-        # Literal i of the search is engine i; engine 0, for the sentinel, holds the rest.
-        self._engines = [build(rest), *map(build, filed.values())]
+        # Literal i of the search is engine i; engine 0, for the sentinel, holds the rest
+        # (None when every source requires a literal).
+        self._engines: list[E | None] = [build(rest) if rest else None]
+        self._engines += [build(filed[literal]) for literal in order]
 
     def engines(self, text: bytes) -> list[E]:
-        """The engines to ask about ``text``: those of the literals it holds, and the rest's;
-        every one where the search gave up."""
+        """The engines to ask about ``text``, broadest first: those of the literals it holds,
+        and the rest's; every one where the search gave up."""
         engines = self._engines
         found = self._search(text)
-        return [engines[hit] for hit in found] if found else engines
+        if not found:
+            return [engine for engine in engines if engine is not None]
+        found.sort()  # the search reports its hits in no set order
+        return [engine for hit in found if (engine := engines[hit]) is not None]
 
 
 class LiteralEngine:
@@ -203,18 +219,21 @@ class LiteralEngine:
 
     def __init__(
         self,
-        alternatives: Sequence[tuple[str, T]],
+        sources: Sequence[tuple[str, str]],
+        alternatives: Sequence[T],
         join: Callable[[Sequence[T]], str],
         max_mem: int = DEFAULT_MAX_MEM,
     ) -> None:
+        """``sources`` as :class:`ByLiteral` takes them; ``join`` makes a union's regex of some
+        of the ``alternatives``, one per source."""
+
         def build(indices: list[int]) -> tuple[_SetMatch | None, UnionEngine]:
             union = UnionEngine(max_mem)
-            union.add([alternatives[index][1] for index in indices], join)
+            union.add([alternatives[index] for index in indices], join)
             # Its one set's match where it has one, called in match directly: a frame less.
             return union.single(), union
 
-        literals = [literal for literal, _ in alternatives]
-        self._by_literal = ByLiteral(literals, build, max_mem)
+        self._by_literal = ByLiteral(sources, build, max_mem)
 
     def single(self) -> None:
         """No single set answers every source."""
@@ -378,7 +397,9 @@ class LiteralSets:
         def build(indices: list[int]) -> SetEngine:
             return SetEngine([sources[i][:2] for i in indices], max_mem)
 
-        self._by_literal = ByLiteral([literal for *_, literal in sources], build, max_mem)
+        self._by_literal = ByLiteral(
+            [(literal, source) for _, source, literal in sources], build, max_mem
+        )
 
     def rejected(self, text: bytes) -> tuple[int, ...]:
         """As :meth:`SetEngine.rejected`, for the sets that answer ``text``."""

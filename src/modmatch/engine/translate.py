@@ -84,6 +84,9 @@ class Translation:
     plain: bool = False  # the pattern itself is plain (see translate_plain)
     # Written from a few fixed tokens (see translate_simple), which RE2 always accepts.
     simple: bool = False
+    # How many unbounded repeats the regex holds, where known (plain and simple regexes): with
+    # one at most, even Python's backtracking re runs it in time linear in the name.
+    repeats: int | None = None
     # The longest run of literal characters every matching name holds ("" if none): the
     # engine files the pattern under it, so a name is tried only on patterns whose run it holds.
     literal: str = ""
@@ -108,7 +111,12 @@ def translate_plain(pattern: str) -> Translation | None:
     # `.` and `*` match any character: the words between them are the literal runs.
     literal = max(_PLAIN_WORD.findall(pattern), key=len, default="")
     return Translation(
-        r"\A" + body + _FINAL_END, Sensitivity.NONE, plain=True, simple=True, literal=literal
+        r"\A" + body + _FINAL_END,
+        Sensitivity.NONE,
+        plain=True,
+        simple=True,
+        literal=literal,
+        repeats=pattern.count("*"),
     )
 
 
@@ -136,7 +144,8 @@ def translate_simple(regex: str, *, fullmatch: bool = False) -> Translation | No
         return None
     body = regex.removeprefix("^").removesuffix("$")
     written, literal, run = [], "", ""
-    for token in _SIMPLE_TOKEN.findall(body):
+    tokens = _SIMPLE_TOKEN.findall(body)
+    for token in tokens:
         written.append(_SIMPLE_TOKENS.get(token, token))
         run = run + token[-1] if token == "\\." or (len(token) == 1 and token != ".") else ""
         literal = max(literal, run, key=len)
@@ -145,7 +154,8 @@ def translate_simple(regex: str, *, fullmatch: bool = False) -> Translation | No
         source += r"\z"
     elif regex.endswith("$"):
         source += _FINAL_END  # a final $ also matches before a final "\n", as in translate
-    return Translation(source, Sensitivity.NONE, simple=True, literal=literal)
+    repeats = sum(token.endswith(("*", "*)", ")?")) for token in tokens)
+    return Translation(source, Sensitivity.NONE, simple=True, literal=literal, repeats=repeats)
 
 
 def _plain_token(char: str) -> str:
