@@ -29,7 +29,6 @@ __all__ = [
     "UnionEngine",
     "filed_by_literal",
     "joined_lines",
-    "literal_groups",
     "set_matcher",
 ]
 
