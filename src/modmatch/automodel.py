@@ -40,7 +40,25 @@ def _linear_types() -> tuple[type, ...]:
 
 def _compile(patterns: Sequence[str]) -> NameRule | None:
     """The patterns on the engine; None where only Automodel's own loop answers exactly: an
-    invalid pattern fails there only when the loop reaches it, and a str is read by character."""
+    invalid pattern fails there only when the loop reaches it, and a str is read by character.
+
+    A list compiled before is not compiled again, as Automodel keeps its compiled regexes: a
+    recipe builds a new matcher per model, and for a list of one or two patterns compiling
+    costs as much as a small model's walk."""
+    if isinstance(patterns, list):
+        try:
+            return _compiled_list(tuple(patterns))
+        except TypeError:  # an entry that cannot be hashed: compiled below, or refused
+            pass
+    return _new_rule(patterns)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_list(patterns: tuple[str, ...]) -> NameRule | None:
+    return _new_rule(patterns)
+
+
+def _new_rule(patterns: Sequence[str]) -> NameRule | None:
     try:
         with quietly():  # Automodel runs every pattern on re, and never warns of one
             return NameRule(patterns, AUTOMODEL)
@@ -86,11 +104,12 @@ class ModuleMatcher(reference.ModuleMatcher):
             targets, excludes = self._modmatch_rules
         except AttributeError:
             targets, excludes = self._new_rules()
-        if self.target_modules:
+        target_modules = self.target_modules
+        if target_modules:
             assert not self.exclude_modules, (
                 "`exclude_modules` must be empty when `target_modules` is used."
             )
-            rule = targets.get(self.target_modules)
+            rule = targets.get(target_modules)
             return super().match(m, name, prefix) if rule is None else rule.matches(name, full_name)
         rule = excludes.get(self.exclude_modules)
         if rule is None:

@@ -57,8 +57,9 @@ class NameRule:
                 return True
         elif name in self._patterns:  # type: ignore[operator]
             return True
-        if self._by_re is not None and type(full_name) is str:
-            return self._by_re(full_name) is not None
+        by_re = self._by_re
+        if by_re is not None and type(full_name) is str:
+            return by_re(full_name) is not None
         # The seed's wildcard_match answers None (no match) for a None full name.
         return self._set is not None and full_name is not None and self._set.match(full_name)
 

@@ -35,7 +35,7 @@ class Recompiling(Generic[T]):
     def get(self, value: Any) -> T:
         """What ``build(value)`` returns, built again only if ``value`` changed since."""
         # Asked on every match: whether the value is immutable was decided when it was built.
-        if value is self._seen and (self._immutable or bool(value == self._copy)):
+        if value is self._seen and (self._immutable or value == self._copy):
             return self._built  # type: ignore[return-value]
         # Built first: a value that fails to build leaves the previous state untouched.
         built = self._build(value)
