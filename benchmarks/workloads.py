@@ -44,6 +44,17 @@ def expert_patterns(count: int) -> tuple[str, ...]:
     return tuple(f"*.layers.{layer}.mlp.experts.{expert}.*" for layer, expert in pairs)
 
 
+@functools.cache
+def modules(model: str) -> tuple[tuple[str, bool], ...]:
+    """``(name, is_linear)`` in ``named_modules()`` order, root included."""
+    return tuple(SHAPES[model].modules())
+
+
+@functools.cache
+def names(model: str) -> tuple[str, ...]:
+    return tuple(name for name, _ in modules(model))
+
+
 # The shapes of a list people really write, side by side: per-layer, per-expert, bare names,
 # full names ({i} a layer, {e} an expert, {s} a last segment, {n} a full module name).
 MIXED_SHAPES = (
@@ -97,18 +108,9 @@ PATTERN_SETS: dict[str, tuple[str, ...]] = {
 CASES = [
     Case("megatron-gpt", "seed defaults", PATTERN_SETS["seed defaults"]),
     *(Case("kimi-k2", name, patterns) for name, patterns in list(PATTERN_SETS.items())[1:]),
+    # Lists that mix shapes, on DeepSeek-V3 (whose names they are made of).
+    *(Case("deepseek-v3", f"{n:,} mixed", mixed_patterns(n)) for n in (64, 1024, 4096)),
 ]
-
-
-@functools.cache
-def modules(model: str) -> tuple[tuple[str, bool], ...]:
-    """``(name, is_linear)`` in ``named_modules()`` order, root included."""
-    return tuple(SHAPES[model].modules())
-
-
-@functools.cache
-def names(model: str) -> tuple[str, ...]:
-    return tuple(name for name, _ in modules(model))
 
 
 def tiled(model: str, count: int) -> list[str]:
