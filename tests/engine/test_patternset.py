@@ -6,10 +6,12 @@ import copy
 import pickle
 import subprocess
 import sys
+from unittest import mock
 
 import pytest
 
 from modmatch import FallbackWarning, ModuleMatcher, PatternError, PatternSet, reference
+from modmatch.engine import sets
 from modmatch.engine.patternset import _Matcher, _no_set
 from modmatch.engine.sets import SetEngine
 
@@ -84,14 +86,18 @@ def test_value_semantics_and_pickling() -> None:
     assert repr(matcher) == f"PatternSet({PATTERNS!r}, cache_size=100)"
 
 
+@pytest.mark.parametrize("filed", [False, True], ids=["one union", "filed by literal"])
 @pytest.mark.parametrize("max_mem", [1, 1 << 12, 1 << 16])
-def test_re2_out_of_memory_never_answers_no_match(max_mem: int) -> None:
+def test_re2_out_of_memory_never_answers_no_match(max_mem: int, filed: bool) -> None:
     # With a tiny budget RE2 refuses whole sets and single patterns: the shards shrink and the
     # rest goes to `re`, and every answer stays the reference's.
     patterns = [f"*.layers.{i}.*.experts.{j}.*" for i in range(6) for j in range(8)] + PATTERNS
-    matcher = _Matcher(patterns, max_mem=max_mem)
+    with mock.patch.object(sets, "_ONE_UNION_MAX", 0 if filed else sets._ONE_UNION_MAX):
+        matcher = _Matcher(patterns, max_mem=max_mem)
+    assert matcher._filed is filed
     names = [*NAMES, "model.layers.3.mlp.experts.5.up_proj", "m.layers.5.x.experts.7.y"]
     for name in names:
+        assert matcher.any(name) is bool(expected(patterns, name))
         assert matcher.matches(name) == expected(patterns, name)
 
 

@@ -10,6 +10,7 @@ and the caller answers another way.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Generic, TypeVar, cast
 
@@ -193,8 +194,10 @@ class ByLiteral(Generic[E]):
         search.Add(_MATCH_EVERYTHING)
         for literal in order:
             search.Add(re2.escape(literal))
-        search.Compile()
-        self._search = set_matcher(search)
+        self._search: _SetMatch = _gave_up
+        with contextlib.suppress(re2.error):  # over the memory budget: as if it gave up
+            search.Compile()
+            self._search = set_matcher(search)
         # Literal i of the search is engine i; engine 0, for the sentinel, holds the rest
         # (None when every source requires a literal).
         self._engines: list[E | None] = [build(rest) if rest else None]
@@ -209,6 +212,11 @@ class ByLiteral(Generic[E]):
             return [engine for engine in engines if engine is not None]
         found.sort()  # the search reports its hits in no set order
         return [engine for hit in found if (engine := engines[hit]) is not None]
+
+
+def _gave_up(text: bytes) -> None:
+    """The answer of a search that gives up on every text."""
+    return None
 
 
 class LiteralEngine:
