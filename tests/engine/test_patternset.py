@@ -14,6 +14,7 @@ from modmatch import FallbackWarning, ModuleMatcher, PatternError, PatternSet, r
 from modmatch.engine import sets
 from modmatch.engine.patternset import _Matcher, _no_set
 from modmatch.engine.sets import SetEngine
+from modmatch.engine.syntax import REGEX
 
 NAMES = [
     "model.layers.0.self_attn.q_proj",
@@ -255,3 +256,12 @@ def test_filter_indices_takes_what_filter_takes() -> None:
     assert patterns.filter(iter(names)) == ["model.q_proj", "lm_head"]
     with pytest.raises(TypeError, match="not a single str"):
         patterns.filter_indices("lm_head")
+
+
+def test_a_simple_regex_too_large_for_re2_goes_to_re() -> None:
+    # Simple framework regexes skip RE2's trial compile only while they are short.
+    huge = "." * 1_000_000
+    with pytest.warns(FallbackWarning):
+        matcher = PatternSet([huge, "zzz", "abc"], syntax=REGEX)
+    assert matcher.match("x" * 1_000_000) is True
+    assert matcher.match("zzz") is True and matcher.match("zz") is False
