@@ -59,6 +59,19 @@ SYNTAX_PATTERNS = st.one_of(
 )
 
 
+def assert_answers(
+    matcher: PatternSet, syntax: Syntax, patterns: list[str], names: list[str]
+) -> None:
+    """``match``, ``matches`` and ``filter`` answer as the framework, name by name."""
+    for name in names:
+        want = tuple(i for i, p in enumerate(patterns) if expected(syntax, p, name))
+        assert matcher.match(name) is bool(want), name
+        assert matcher.matches(name) == want, name
+    assert matcher.filter(names) == [
+        n for n in names if any(expected(syntax, p, n) for p in patterns)
+    ]
+
+
 def names_for(patterns: list[str]) -> st.SearchStrategy[list[str]]:
     """Arbitrary names, and names made from the patterns themselves, so that many match."""
     return st.lists(st.one_of(NAMES, *(near_names(p) for p in patterns)), max_size=6)
@@ -74,13 +87,7 @@ def test_filed_by_literal_answers_as_the_framework(
     names = data.draw(names_for(patterns))
     with filed_by_literal():
         matcher = PatternSet(patterns, syntax=syntax)
-    for name in names:
-        want = tuple(i for i, p in enumerate(patterns) if expected(syntax, p, name))
-        assert matcher.match(name) is bool(want)
-        assert matcher.matches(name) == want
-    assert matcher.filter(names) == [
-        n for n in names if any(expected(syntax, p, n) for p in patterns)
-    ]
+    assert_answers(matcher, syntax, patterns, names)
 
 
 def test_large_mixed_lists_are_filed_by_literal() -> None:
@@ -135,11 +142,7 @@ def test_literal_search_giving_up_is_never_a_wrong_answer(
     patterns = [p for p in patterns if valid(syntax, p)]
     names = data.draw(names_for(patterns))
     with literal_search_giving_up():
-        matcher = PatternSet(patterns, syntax=syntax)
-        for name in names:
-            want = tuple(i for i, p in enumerate(patterns) if expected(syntax, p, name))
-            assert matcher.match(name) is bool(want)
-            assert matcher.matches(name) == want
+        assert_answers(PatternSet(patterns, syntax=syntax), syntax, patterns, names)
 
 
 CASES = [
@@ -156,21 +159,14 @@ def test_each_literal_finds_its_patterns(syntax: Syntax, patterns: list[str]) ->
     with filed_by_literal():
         matcher = PatternSet(patterns, syntax=syntax)
     assert isinstance(matcher._matcher._exact, sets.LiteralEngine)
-    for name in CASE_NAMES:
-        want = tuple(i for i, p in enumerate(patterns) if expected(syntax, p, name))
-        assert matcher.match(name) is bool(want), name
-        assert matcher.matches(name) == want, name
+    assert_answers(matcher, syntax, patterns, CASE_NAMES)
     assert isinstance(matcher._matcher._sets, sets.LiteralSets)
 
 
 @pytest.mark.parametrize(("syntax", "patterns"), CASES)
 def test_literal_search_giving_up_on_known_cases(syntax: Syntax, patterns: list[str]) -> None:
     with literal_search_giving_up():
-        matcher = PatternSet(patterns, syntax=syntax)
-        for name in CASE_NAMES:
-            want = tuple(i for i, p in enumerate(patterns) if expected(syntax, p, name))
-            assert matcher.match(name) is bool(want), name
-            assert matcher.matches(name) == want, name
+        assert_answers(PatternSet(patterns, syntax=syntax), syntax, patterns, CASE_NAMES)
 
 
 SIMPLE_TOKENS = st.sampled_from(
