@@ -154,18 +154,6 @@ def filed_by_literal(literals: Sequence[str]) -> bool:
     return len(literals) > _ONE_UNION_MAX and len(found) > 1
 
 
-def _by_literal(literals: Sequence[str]) -> tuple[dict[str, list[int]], list[int]]:
-    """The indices of the sources filed under each literal, and of those that require none."""
-    filed: dict[str, list[int]] = {}
-    rest: list[int] = []
-    for index, literal in enumerate(literals):
-        if len(literal) >= _MIN_LITERAL:
-            filed.setdefault(literal, []).append(index)
-        else:
-            rest.append(index)
-    return filed, rest
-
-
 class ByLiteral(Generic[E]):
     """Sources filed by the literal each requires: an engine per literal, one for the sources
     that require none, and one unanchored search telling which literals a text holds.
@@ -175,7 +163,7 @@ class ByLiteral(Generic[E]):
     patterns: 528 µs per new name); the sources filed under one literal stay few and alike.
     """
 
-    __slots__ = ("_engines", "_rest", "_search")
+    __slots__ = ("_engines", "_search")
 
     def __init__(
         self,
@@ -185,7 +173,13 @@ class ByLiteral(Generic[E]):
     ) -> None:
         """``sources[i]`` is source i's literal and RE2 syntax; ``build(indices)`` makes the
         engine of those sources."""
-        filed, rest = _by_literal([literal for literal, _ in sources])
+        filed: dict[str, list[int]] = {}
+        rest: list[int] = []
+        for index, (literal, _) in enumerate(sources):
+            if len(literal) >= _MIN_LITERAL:
+                filed.setdefault(literal, []).append(index)
+            else:
+                rest.append(index)
         # Broadest first, the shortest source standing for the least a name must hold: a name
         # that matches is most often settled by the first engine asked.
         order = sorted(filed, key=lambda literal: min(len(sources[i][1]) for i in filed[literal]))
