@@ -1,5 +1,6 @@
-"""modmatch.peft answers as PEFT 0.21.2: against its plain-re reference (Hypothesis) and
-against the real peft package (its own check_target_module_exists and get_peft_model)."""
+"""modmatch.peft answers as PEFT 0.17 to 0.21: against its plain-re reference, release by release
+(Hypothesis), and against the installed peft package (its own check_target_module_exists and
+get_peft_model; CI runs these in environments with PEFT 0.21.2, 0.19.1 and 0.18.1)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ CONFIGS = st.builds(
     target_parameters=st.one_of(st.none(), st.just(["weight"])),
 )
 KEYS = st.one_of(DOTTED, FRAMEWORK_NAMES)
+# One version string per release whose rules differ, written as users write them.
+VERSIONS = st.sampled_from(["0.17.1", "0.18.1", "0.19", "0.20.0", "0.21.2"])
 # The first index after the layers pattern decides, not a later one.
 _TWO_INDICES = SimpleNamespace(
     target_modules=["fc"],
@@ -72,8 +75,8 @@ def same_answer(ours: Any, theirs: Any) -> bool:
     return bool(ours) or excluded or ours is theirs
 
 
-@given(CONFIGS, st.lists(KEYS, max_size=6))
-@example(_TWO_INDICES, ["model.layers.1.mlp.layers.3.fc", "layers.3.layers.1.fc"])
+@given(CONFIGS, st.lists(KEYS, max_size=6), VERSIONS)
+@example(_TWO_INDICES, ["model.layers.1.mlp.layers.3.fc", "layers.3.layers.1.fc"], "0.19.1")
 @example(
     SimpleNamespace(
         target_modules=["baz"],
@@ -84,11 +87,14 @@ def same_answer(ours: Any, theirs: Any) -> bool:
         target_parameters=None,
     ),
     ["bar.1.baz", "foo.bar.1.baz", "bar.01.baz", "bar.1.x.baz"],
+    "0.20.0",
 )
-def test_check_target_module_exists(config: SimpleNamespace, keys: list[str]) -> None:
-    matcher = outcome(lambda: peft.PeftMatcher.from_config(config))
+def test_check_target_module_exists(config: SimpleNamespace, keys: list[str], version: str) -> None:
+    matcher = outcome(lambda: peft.PeftMatcher.from_config(config, version=version))
+    release = reference.release(version)
+    installed = reference.release(peft.rules_version())
     for key in keys:
-        theirs = outcome(lambda key=key: reference.check_target_module_exists(config, key))
+        theirs = outcome(lambda key=key: reference.check_target_module_exists(config, key, release))
         if matcher[0] == "raised":
             assert theirs[0] == "raised"
             continue
@@ -96,7 +102,48 @@ def test_check_target_module_exists(config: SimpleNamespace, keys: list[str]) ->
         assert ours[0] == theirs[0], (key, ours, theirs)
         if ours[0] == "returned":
             assert same_answer(ours[1], theirs[1]), (key, ours, theirs)
-            assert same_answer(peft.check_target_module_exists(config, key), theirs[1])
+        # The drop-in follows the installed PEFT's release.
+        expected = outcome(
+            lambda key=key: reference.check_target_module_exists(config, key, installed)
+        )
+        found = outcome(lambda key=key: peft.check_target_module_exists(config, key))
+        assert found[0] == expected[0], (key, found, expected)
+        if found[0] == "returned":
+            assert same_answer(found[1], expected[1]), (key, found, expected)
+
+
+@pytest.mark.parametrize(
+    ("version", "key", "adapted"),
+    [
+        # Up to 0.19 the greedy regex reads the expert index (3) as the layer (huggingface/peft#3016).
+        ("0.19.1", "model.layers.1.mlp.experts.3.down_proj", False),
+        ("0.19.1", "model.layers.3.mlp.experts.1.down_proj", True),
+        ("0.20.0", "model.layers.1.mlp.experts.3.down_proj", True),
+        ("0.20.0", "model.layers.3.mlp.experts.1.down_proj", False),
+    ],
+)
+def test_the_layer_index_of_each_release(version: str, key: str, adapted: bool) -> None:
+    matcher = peft.PeftMatcher(["down_proj"], layers_to_transform=[1], version=version)
+    assert bool(matcher.match(key)) is adapted
+    config = SimpleNamespace(**matcher.settings)
+    assert (
+        bool(reference.check_target_module_exists(config, key, reference.release(version)))
+        is adapted
+    )
+
+
+def test_unknown_versions_are_refused_by_name() -> None:
+    for version in ("0.16.0", "1.0", "latest"):
+        with pytest.raises(ValueError, match=re.escape(repr(version))):
+            peft.PeftMatcher(["q_proj"], version=version)
+    assert peft.PeftMatcher(["q_proj"], version="0.21.3.dev0").version == "0.21.3.dev0"
+
+
+def test_the_rules_follow_the_installed_peft() -> None:
+    # Every environment the tests run in has a release whose rules are known, or no PEFT.
+    expected = peft.installed_version() or reference.LATEST
+    assert peft.rules_version() == expected == peft.PeftMatcher(["q_proj"]).version
+    assert peft.rules_version("0.18") == "0.18"
 
 
 def test_a_replaced_field_is_seen() -> None:

@@ -1,20 +1,24 @@
-"""Hugging Face PEFT 0.21.2's target rules, compiled once: ``check_target_module_exists`` and
-:class:`PeftMatcher`.
+"""Hugging Face PEFT's target rules (releases 0.17 to 0.21), compiled once:
+``check_target_module_exists`` and :class:`PeftMatcher`.
 
 Answers are PEFT's (reference: :mod:`modmatch.reference.peft`) without importing PEFT: a str
 is a regex the whole key must match (on RE2, or on ``re`` where only ``re`` can run it), list
 entries are literal dotted suffixes, looked up in a hash set, and every answer is cached per key.
 Patterns the engine cannot take (an invalid regex, an entry that is not a str) are answered by
-the reference, which fails, as PEFT does, only on the keys that reach them.
+the reference, which fails, as PEFT does, only on the keys that reach them. The rules are those
+of the installed PEFT where it is one of these releases, else of PEFT 0.21.2.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import operator
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from importlib import metadata
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,7 +30,14 @@ from .fold import fold, to_regex
 from .reference import peft as reference
 from .reference.peft import Excluded
 
-__all__ = ["Excluded", "PeftMatcher", "check_target_module_exists", "exact_target_modules"]
+__all__ = [
+    "Excluded",
+    "PeftMatcher",
+    "check_target_module_exists",
+    "exact_target_modules",
+    "installed_version",
+    "rules_version",
+]
 
 _UNSEEN = object()
 # What a PeftMatcher holds, in its constructor's order.
@@ -45,6 +56,29 @@ _SEQ_CLS_HEADS = ("classifier", "score")
 _SHORTENED_FROM = 20
 
 
+@functools.cache
+def installed_version() -> str | None:
+    """The installed PEFT's version, or None where PEFT is not installed."""
+    try:
+        return metadata.version("peft")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def rules_version(version: str | None = None) -> str:
+    """The PEFT release whose rules apply: ``version`` when given (ValueError naming it where its
+    rules are not known), else the installed PEFT's when known, else 0.21.2."""
+    if version is not None:
+        reference.release(version)
+        return version
+    installed = installed_version()
+    if installed is not None:
+        with contextlib.suppress(ValueError):
+            reference.release(installed)
+            return installed
+    return reference.LATEST
+
+
 @dataclass(frozen=True)
 class _Rules:
     """A config's patterns on the engine."""
@@ -58,17 +92,19 @@ class _Rules:
 class PeftMatcher:
     """PEFT's decision for each module key, with every pattern compiled once; immutable.
 
-    ``match(key)`` answers as ``check_target_module_exists`` does; ``select(model)`` lists the
-    modules ``get_peft_model`` adapts and ``select_parameters(model)`` the ``module.parameter``
-    names ``target_parameters`` picks.
+    ``match(key)`` answers as ``check_target_module_exists`` of PEFT ``version`` does (default:
+    :func:`rules_version`); ``select(model)`` lists the modules ``get_peft_model`` adapts and
+    ``select_parameters(model)`` the ``module.parameter`` names ``target_parameters`` picks.
     """
 
-    __slots__ = ("_cache", "_decide", "_excluded", "_rules", "_settings")
+    __slots__ = ("_cache", "_decide", "_excluded", "_release", "_rules", "_settings", "version")
     _cache: dict[str, bool | Excluded | None] | None
     _decide: Callable[[str], bool | Excluded | None]
     _excluded: Excluded  # or PEFT's own marker class, falsy the same way
+    _release: tuple[int, int]
     _rules: _Rules | None
     _settings: SimpleNamespace
+    version: str
 
     def __init__(
         self,
@@ -80,7 +116,11 @@ class PeftMatcher:
         layers_pattern: str | Iterable[str] | None = None,
         target_parameters: Iterable[str] | None = None,
         task_type: str | None = None,
+        version: str | None = None,
     ) -> None:
+        version = rules_version(version)
+        object.__setattr__(self, "version", version)
+        object.__setattr__(self, "_release", reference.release(version))
         settings = SimpleNamespace(
             target_modules=target_modules,
             exclude_modules=exclude_modules,
@@ -110,12 +150,14 @@ class PeftMatcher:
         object.__setattr__(self, "_decide", rules.targets.match if plain else self._by_rules)  # type: ignore[union-attr]
 
     @classmethod
-    def from_config(cls, config: Any) -> PeftMatcher:
-        """The matcher for a ``peft.LoraConfig``, or any object with its attributes."""
-        return cls(
-            config.target_modules,
-            **{name: getattr(config, name, None) for name in _FIELDS[1:]},
-        )
+    def from_config(cls, config: Any, *, version: str | None = None) -> PeftMatcher:
+        """The matcher for a ``peft.LoraConfig``, any object with its attributes, or the dict
+        read from an ``adapter_config.json``."""
+        if isinstance(config, Mapping):
+            fields = {name: config.get(name) for name in _FIELDS}
+        else:
+            fields = {name: getattr(config, name, None) for name in _FIELDS}
+        return cls(**fields, version=version)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -167,13 +209,13 @@ class PeftMatcher:
         found = targets.ends_with(key)
         if not found or rules.layers is None:
             return found
-        index = reference.layer_index(key, self._settings.layers_pattern)
+        index = reference.layer_index(key, self._settings.layers_pattern, self._release)
         if index is None:
             return False
         return index == rules.layers if isinstance(rules.layers, int) else index in rules.layers
 
     def _by_reference(self, key: Any) -> bool | Excluded | None:
-        found = reference.check_target_module_exists(self._settings, key)
+        found = reference.check_target_module_exists(self._settings, key, self._release)
         if isinstance(found, Excluded):
             return self._excluded
         return True if isinstance(found, re.Match) else found
@@ -248,13 +290,17 @@ class PeftMatcher:
     def with_targets(self, target_modules: str | Iterable[str] | None) -> PeftMatcher:
         """The same matcher with other ``target_modules``."""
         settings = self.settings
-        return PeftMatcher(target_modules, **{name: settings[name] for name in _FIELDS[1:]})
+        return PeftMatcher(
+            target_modules,
+            **{name: settings[name] for name in _FIELDS[1:]},
+            version=self.version,
+        )
 
     def __repr__(self) -> str:
         fields = ", ".join(
             f"{name}={value!r}" for name, value in vars(self._settings).items() if value is not None
         )
-        return f"PeftMatcher({fields})"
+        return f"PeftMatcher({fields}, version={self.version!r})"
 
 
 def _compiled(settings: SimpleNamespace) -> _Rules | None:
@@ -435,7 +481,8 @@ _BY_CONFIG: dict[int, _ConfigMatcher] = {}
 
 
 def check_target_module_exists(config: Any, key: str) -> bool | Excluded | None:
-    """PEFT 0.21.2's ``check_target_module_exists``: truthy exactly when PEFT's is.
+    """The installed PEFT's ``check_target_module_exists`` (0.21.2's where PEFT is not installed
+    or its release is not known): truthy exactly when PEFT's is.
 
     The compiled matcher is kept per config, and compiled again when one of its fields is
     replaced or changes size. A field changed in place that keeps its size is not seen: build

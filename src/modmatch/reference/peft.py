@@ -1,8 +1,10 @@
-"""Hugging Face PEFT 0.21.2's target rules on plain Python ``re``: the oracle for :mod:`modmatch.peft`.
+"""Hugging Face PEFT's target rules, releases 0.17 to 0.21, on plain Python ``re``: the oracle for
+:mod:`modmatch.peft`.
 
-Restated from the behaviour of ``peft.tuners.tuners_utils.check_target_module_exists``: a str is
+Restated from ``peft.tuners.tuners_utils.check_target_module_exists`` of each release: a str is
 a regex the whole key must match, a list entry is a literal the key equals or ends with after a
-dot, and the layer filter reads the first numbered segment after the layers pattern.
+dot, and the layer filter reads a numbered segment of the key. Only the layer filter changed
+across these releases (see :func:`layer_index`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,31 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["Excluded", "check_target_module_exists", "layer_index", "modules_to_save_regex"]
+__all__ = [
+    "LATEST",
+    "RELEASES",
+    "Excluded",
+    "check_target_module_exists",
+    "layer_index",
+    "modules_to_save_regex",
+    "release",
+]
+
+# The releases whose rules are restated here, by (major, minor): their patch releases share them.
+RELEASES = ((0, 17), (0, 18), (0, 19), (0, 20), (0, 21))
+LATEST = "0.21.2"
+
+
+def release(version: str) -> tuple[int, int]:
+    """The ``(major, minor)`` of a PEFT version string whose rules are known; ValueError
+    naming it otherwise."""
+    found = re.match(r"(\d+)\.(\d+)(?:[.+]|$)", version)
+    minor = (int(found[1]), int(found[2])) if found else None
+    if minor not in RELEASES:
+        raise ValueError(
+            f"PEFT version {version!r}: modmatch knows the rules of PEFT 0.17.x to 0.21.x"
+        )
+    return minor
 
 
 class Excluded:
@@ -30,22 +56,39 @@ def in_list(entries: Any, key: str) -> bool:
     return key in entries or any(key.endswith(f".{entry}") for entry in entries)
 
 
-def layer_index(key: str, layers_pattern: Any) -> int | None:
-    """The layer index PEFT reads from ``key``: the number after the layers pattern."""
+def layer_index(key: str, layers_pattern: Any, peft: tuple[int, int] = RELEASES[-1]) -> int | None:
+    """The layer index PEFT ``peft`` reads from ``key``: the number after the layers pattern
+    (without one, after any segment), or None where there is none.
+
+    - Up to 0.19 the regex starts with a greedy ``.*``: the last numbered segment is read, which
+      in MoE names is the expert index (huggingface/peft#3016).
+    - 0.20 makes it lazy: the first numbered segment.
+    - 0.21 lets the layers pattern start the key, and reads the index from a named group; before,
+      it is group 1, which is the pattern's own group where the pattern has one (then ``int``
+      fails on it, or on None, as PEFT does).
+    """
+    lead = r".*?\." if peft >= (0, 20) else r".*\."
+    index = r"(?P<idx>\d+)" if peft >= (0, 21) else r"(\d+)"
     if layers_pattern is None or len(layers_pattern) == 0:
-        found = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", key)
+        found = re.match(rf"{lead}[^.]*\.{index}\.", key)
     else:
         patterns = [layers_pattern] if isinstance(layers_pattern, str) else layers_pattern
+        lead = r"(?:^|.*?\.)" if peft >= (0, 21) else lead
         for pattern in patterns:
-            found = re.match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", key)
+            found = re.match(rf"{lead}{pattern}\.{index}\.", key)
             if found is not None:
                 break
+    if found is None:
+        return None
+    if peft < (0, 21):
+        return int(found.group(1))
     # A pattern with a top-level "|" can match without the index group taking part: no index.
-    return None if found is None or found["idx"] is None else int(found["idx"])
+    return None if found["idx"] is None else int(found["idx"])
 
 
-def check_target_module_exists(config: Any, key: str) -> Any:
-    """Truthy when PEFT adapts the module named ``key``; an :class:`Excluded` when ruled out."""
+def check_target_module_exists(config: Any, key: str, peft: tuple[int, int] = RELEASES[-1]) -> Any:
+    """Truthy when PEFT ``peft`` adapts the module named ``key``; an :class:`Excluded` when
+    ruled out."""
     excludes = getattr(config, "exclude_modules", None)
     if excludes:
         if isinstance(excludes, str):
@@ -68,7 +111,7 @@ def check_target_module_exists(config: Any, key: str) -> Any:
     filtering = layers is not None and (len(layers) != 0 if isinstance(layers, list) else True)
     if not (found and filtering):
         return found
-    index = layer_index(key, getattr(config, "layers_pattern", None))
+    index = layer_index(key, getattr(config, "layers_pattern", None), peft)
     if index is None:
         return False
     return index == layers if isinstance(layers, int) else index in layers
