@@ -46,9 +46,12 @@ FRAMEWORK_MODULES = {
         "Excluded",
         "PeftMatcher",
         "check_target_module_exists",
+        "default_targets",
         "exact_target_modules",
+        "installed_version",
+        "rules_version",
     },
-    "modmatch.preview.peft": {"Preview", "Refused", "preview"},
+    "modmatch.preview.peft": {"Preview", "Refused", "preview", "rewritten"},
 }
 
 
@@ -78,6 +81,7 @@ LAYERS = [
     {"errors", "fold", "reference"},
     {"engine"},
     {"matcher", "automodel", "megatron_bridge", "peft"},
+    {"frontends"},
     {"preview"},
     {"__init__", "__main__"},
 ]

@@ -29,11 +29,13 @@ from .errors import PatternError
 from .fold import fold, to_regex
 from .reference import peft as reference
 from .reference.peft import Excluded
+from .reference.peft_defaults import lora_default_targets
 
 __all__ = [
     "Excluded",
     "PeftMatcher",
     "check_target_module_exists",
+    "default_targets",
     "exact_target_modules",
     "installed_version",
     "rules_version",
@@ -51,7 +53,6 @@ _FIELDS = (
     "task_type",
 )
 _ALL_LINEAR = "all-linear"
-_SEQ_CLS_HEADS = ("classifier", "score")
 # PEFT shortens a target list this long before matching (MIN_TARGET_MODULES_FOR_OPTIMIZATION).
 _SHORTENED_FROM = 20
 
@@ -77,6 +78,22 @@ def rules_version(version: str | None = None) -> str:
             reference.release(installed)
             return installed
     return reference.LATEST
+
+
+def default_targets(model_type: str, version: str | None = None) -> set[str] | str | None:
+    """What PEFT ``version`` (default: :func:`rules_version`) puts in place of
+    ``target_modules=None`` on a model of ``model_type``: the installed PEFT's own table where it
+    is that release, else the release's table restated; None where the type has no defaults."""
+    version = rules_version(version)
+    release = reference.release(version)
+    table: Mapping[str, Any] = lora_default_targets(release)
+    installed = installed_version()
+    if installed is not None and installed == version:
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+        table = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+    found = table.get(model_type)
+    return found if found is None or isinstance(found, str) else set(found)
 
 
 @dataclass(frozen=True)
@@ -250,7 +267,7 @@ class PeftMatcher:
         or more entries shortened to the suffixes that tell its modules apart, as PEFT does
         (which makes full names go through the layer filter)."""
         names = [name for name, _ in model.named_modules()]
-        linear = _all_linear_names(model, self.task_type) if self.all_linear else set()
+        linear = reference.all_linear_names(model, self.task_type) if self.all_linear else set()
         return self.as_applied(names, linear)
 
     @property
@@ -347,29 +364,6 @@ def _excluded_marker() -> Any:
     keys by that class; otherwise modmatch's, which is falsy the same way."""
     tuners = sys.modules.get("peft.tuners.tuners_utils")
     return Excluded() if tuners is None else tuners._ExcludedModule()
-
-
-def _all_linear_names(model: Any, task_type: Any) -> set[str]:
-    """What PEFT puts in place of ``"all-linear"``: every Linear/Conv1D but the output layer."""
-    from torch import nn
-
-    modules = list(model.named_modules())
-    linear: tuple[type, ...] = (nn.Linear,)
-    pytorch_utils = sys.modules.get("transformers.pytorch_utils")
-    if pytorch_utils is not None:  # a model holding transformers' Conv1D has imported it
-        linear += (pytorch_utils.Conv1D,)
-    names = {name for name, module in modules if isinstance(module, linear)}
-    modeling = sys.modules.get("transformers.modeling_utils")
-    if modeling is None or not isinstance(model, modeling.PreTrainedModel):
-        return names  # PEFT trims only a transformers model
-    output = model.get_output_embeddings()
-    heads = [output] if output is not None else []
-    if output is None and str(getattr(task_type, "value", task_type)) == "SEQ_CLS":
-        heads = [getattr(model, h) for h in _SEQ_CLS_HEADS if getattr(model, h, None) is not None]
-        heads = heads[:1]
-    for head in heads:
-        names.discard(next(name for name, module in modules if module is head))
-    return names
 
 
 def _shortened(targets: Any, names: list[str]) -> Any:

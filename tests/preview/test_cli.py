@@ -63,6 +63,7 @@ def test_json_output_is_the_reference_selection() -> None:
             {"pattern": "nothing_here", "matched": 0},
         ],
         "unmatched_patterns": ["nothing_here"],
+        "unmatched_excludes": ["nothing_here"],
         "selected_names": expected,
         "selected_not_linear": 0,  # excludes alone select Linear modules only
         "suggestions": {"nothing_here": []},
@@ -278,7 +279,9 @@ def test_rule_set_errors_are_one_line(tmp_path: Path) -> None:
     cases = {
         ("--rules", "seed", "--layers-to-transform", "1"): "--layers-to-transform is a PEFT option",
         ("--rules", "peft", "--call", "split", "-t", "q_proj"): "PEFT always passes the full",
-        ("--rules", "peft"): "no target_modules: PEFT would fill in its own defaults",
+        ("--rules", "peft"): "target_modules is null: PEFT fills in its default targets",
+            ("--rules", "peft", "--peft-version", "0.16.2", "-t", "q"): "'0.16.2': modmatch knows",
+            ("--rules", "seed", "--peft-version", "0.19"): "--peft-version is a PEFT option",
         ("--rules", "automodel", "-t", "q_proj", "-x", "k_proj"): "mutually exclusive",
         ("--rules", "megatron-bridge", "--causal-lm"): "no is_causal_lm",
         ("--rules", "automodel", "-t", "*.q_proj("): "invalid pattern: missing )",

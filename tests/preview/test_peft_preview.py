@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -209,22 +208,33 @@ def _unfolded(lines: list[str]) -> list[str]:
     return unfold(parse(line) for line in lines)
 
 
-def test_without_peft_the_literal_rules_are_previewed(
-    tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("model", ["deepseek-v3", "mixtral-8x22b"])
+def test_without_the_release_installed_its_rewriting_is_restated(
+    model: str, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    oracle("transformers")
-    folder = _model_folder(tmp_path, "deepseek-v3")
-    for module in [name for name in sys.modules if name == "peft" or name.startswith("peft.")]:
-        monkeypatch.delitem(sys.modules, module)
-    monkeypatch.setitem(sys.modules, "peft", None)  # import peft fails
-    code, document, err = _preview(
-        capsys, "-t", "gate_proj", "-t", "up_proj", "--hf-config", str(folder)
-    )
-    assert code == 0, err
-    assert "rewritten_by_peft" not in document
-    assert any("was not applied" in note for note in document["notes"])
-    assert document["selected_names"][0] == "model.layers.0.mlp.gate_proj"
-    assert not any(name.endswith(".experts") for name in document["selected_names"])
+    """The preview by the installed PEFT's own rewriting, and by the release's rules restated
+    (as where another release, or no PEFT, is installed), say the same."""
+    oracle("peft")
+    folder = _model_folder(tmp_path, model)
+    cases = [
+        ("-t", "gate_proj", "-t", "up_proj", "-t", "q_a_proj", "-t", "w1", "-t", "w3"),
+        (
+            "-t",
+            "gate_proj",
+        ),
+        ("--target-regex", r".*\.layers\.[0-9]\.self_attn\.o_proj"),
+        ("--target-regex", r".*(w1|w2|w3|gate_proj|up_proj)"),
+        ("--all-linear",),
+        ("-t", "o_proj", "-t", "down_proj", "-t", "w2", "-x", "model.layers.1.mlp.experts"),
+    ]
+    answers = []
+    for restated in (False, True):
+        if restated:
+            monkeypatch.setattr("modmatch.preview.peft.installed_version", lambda: None)
+        answers.append([_preview(capsys, *case, "--hf-config", str(folder)) for case in cases])
+    for case, by_peft, by_rules in zip(cases, *answers, strict=True):
+        assert by_peft[:2] == by_rules[:2], case
+        assert by_peft[2].split("\n")[:1] == by_rules[2].split("\n")[:1], case
 
 
 def test_refusals_name_peft_s_reason(tmp_path: Path, capsys: Any) -> None:

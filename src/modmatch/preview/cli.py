@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 from ..errors import FallbackWarning, PatternError
 from ..fold import fold
-from ..peft import PeftMatcher, exact_target_modules
+from ..peft import PeftMatcher, exact_target_modules, rules_version
 from .advice import Advice, fused_experts_note, literal_reading, suggestions, why_broader
 from .peft import preview
 from .report import Report, report
@@ -45,12 +45,14 @@ _PEFT_FIELDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit code (0 fine, 1 ``--strict`` found an unmatched
-    pattern, 2 bad input)."""
+    pattern or exclude, 2 bad input or a config the framework refuses)."""
     args = _parser().parse_args(argv)
+    rules: RuleSet | None = None
     try:
         with _fallback_warnings_as_lines(args):
             rules = rule_set(*_options(args))
-        model = _load(args)
+        model = _load(args, rules.task_type)
+        rules = rules.on(model)
         with warnings.catch_warnings():
             # torch warns on import when NumPy is absent, which the command never needs.
             warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
@@ -60,12 +62,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         elapsed = time.perf_counter() - start
         regex = _peft_regex(rules, model, selected) if args.emit == "peft-regex" else None
     except (InputError, PatternError, re.error, TypeError, ValueError) as error:
-        print(f"modmatch: error: {_one_line(error, args)}", file=sys.stderr)
+        message = _one_line(error, args)
+        print(f"modmatch: error: {message}", file=sys.stderr)
+        if args.json:
+            _write_error(sys.stdout, message, rules, args)
         return 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unmatched patterns are part of the output
         counts = report(rules.patterns, rules.asked(model), selects=rules.selects())
-    advice = _advice(rules, model, counts, selected) if regex is None else {}
+    unmatched_excludes = rules.unmatched_excludes(model)
+    # Entries PEFT's rewriting turned into parameters are accounted for, not unmatched.
+    moved = rules.moved(model)
+    unmatched = [pattern for pattern in counts.unmatched if pattern not in moved]
+    advice = _advice(rules, model, counts, selected, moved) if regex is None else {}
     explanations = [_explain(rules, name, model) for name in args.explain or ()]
     try:
         if regex is not None:
@@ -74,6 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             _write_json(sys.stdout, args, rules, model, selected, counts, advice, explanations)
         else:
             _write_text(sys.stdout, args, rules, model, selected, counts, advice, explanations)
+            for pattern in unmatched_excludes:
+                print(
+                    f"unmatched exclude {_cut(repr(pattern))}: it excludes no module",
+                    file=sys.stdout,
+                )
             print(
                 f"selected {len(selected):,} of {_count(len(model.modules), 'module')} "
                 f"(matching took {elapsed * 1e3:.0f} ms; reading the model is not counted)",
@@ -83,7 +97,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader left (`modmatch ... | head`): stop quietly, as other commands do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 1 if args.strict and counts.unmatched else 0
+    return 1 if args.strict and (unmatched or unmatched_excludes) else 0
+
+
+def _write_error(
+    out: TextIO, message: str, rules: RuleSet | None, args: argparse.Namespace
+) -> None:
+    """Under ``--json``, an error is a document too: the message, and the PEFT release whose
+    rules refused (where PEFT's rules were chosen)."""
+    document: dict[str, Any] = {"error": message}
+    if rules is not None and rules.peft_version is not None:
+        document["peft_version"] = rules.peft_version
+    elif rules is None and _peft_chosen(args):
+        try:
+            document["peft_version"] = rules_version(args.peft_version)
+        except ValueError:  # the version given is what was refused
+            document["peft_version"] = args.peft_version
+    json.dump(document, out, indent=2)
+    out.write("\n")
+
+
+def _peft_chosen(args: argparse.Namespace) -> bool:
+    return args.rules == "peft" or any(
+        (args.peft_config, args.axolotl_config, args.llamafactory_config)
+    )
 
 
 def _peft_regex(rules: RuleSet, model: Model, selected: list[str]) -> str:
@@ -97,7 +134,9 @@ def _peft_regex(rules: RuleSet, model: Model, selected: list[str]) -> str:
     names = [name for name, _ in model.modules]
     regex = exact_target_modules(modules, names)
     if model.module is not None:
-        applied = preview(PeftMatcher(regex), names, set(), model.module)
+        applied = preview(
+            PeftMatcher(regex, version=rules.peft_version), names, set(), model.module
+        )
         for note in applied.notes:
             print(f"modmatch: warning: {note}", file=sys.stderr)
         if applied.widened or applied.dropped:
@@ -203,6 +242,20 @@ def _parser() -> argparse.ArgumentParser:
     peft.add_argument("--layers-pattern", metavar="NAME", action="append", help="repeatable")
     peft.add_argument("--target-parameters", metavar="NAME", action="append", help="repeatable")
     peft.add_argument("--modules-to-save", metavar="NAME", action="append", help="repeatable")
+    peft.add_argument(
+        "--peft-version",
+        metavar="V",
+        help="the PEFT release whose rules apply, 0.17 to 0.21 (default: the installed PEFT's "
+        "where it is one of these, else 0.21.2)",
+    )
+    peft.add_argument(
+        "--axolotl-config", metavar="FILE", help="an Axolotl YAML config (needs modmatch[yaml])"
+    )
+    peft.add_argument(
+        "--llamafactory-config",
+        metavar="FILE",
+        help="a LLaMA-Factory YAML config (needs modmatch[yaml])",
+    )
     parser.add_argument(
         "--explain", metavar="NAME", action="append", help="why NAME matched or not"
     )
@@ -253,19 +306,38 @@ def _options(args: argparse.Namespace) -> tuple[str, Options]:
         "target_parameters": args.target_parameters,
         "modules_to_save": args.modules_to_save,
     }
-    if args.peft_config is None:
-        return args.rules or "seed", Options(
-            all_linear=args.all_linear, causal_lm=args.causal_lm, call=args.call, **flags
+    config = next(
+        (
+            (flag, path)
+            for flag, path in (
+                ("--peft-config", args.peft_config),
+                ("--axolotl-config", args.axolotl_config),
+                ("--llamafactory-config", args.llamafactory_config),
+            )
+            if path is not None
+        ),
+        None,
+    )
+    rules = args.rules or ("peft" if config else "seed")
+    if args.peft_version is not None and rules != "peft":
+        raise InputError(f"--peft-version is a PEFT option: it cannot apply to --rules {rules}")
+    if config is None:
+        return rules, Options(
+            all_linear=args.all_linear,
+            causal_lm=args.causal_lm,
+            call=args.call,
+            peft_version=args.peft_version,
+            **flags,
         )
-    if args.rules not in (None, "peft"):
-        raise InputError(
-            f"--peft-config is PEFT's config: it cannot be read by --rules {args.rules}"
-        )
+    flag, path = config
+    if rules != "peft":
+        raise InputError(f"{flag} is read by PEFT's rules: it cannot be read by --rules {rules}")
     given = [name for name, value in flags.items() if value is not None]
     if given or args.all_linear:
-        raise InputError("--peft-config already sets the targets: drop the pattern flags")
+        raise InputError(f"{flag} already sets the targets: drop the pattern flags")
+    fields = _read_peft_config(path) if flag == "--peft-config" else {}
     return "peft", Options(
-        call=args.call, causal_lm=args.causal_lm, **_read_peft_config(args.peft_config)
+        call=args.call, causal_lm=args.causal_lm, peft_version=args.peft_version, **fields
     )
 
 
@@ -278,6 +350,11 @@ def _read_json(path: str, in_folder: str) -> tuple[Path, Any]:
         return file, json.loads(file.read_text(encoding="utf-8"))
     except OSError as error:
         raise InputError(f"cannot read {file}: {error.strerror}") from error
+    except UnicodeDecodeError as error:
+        raise InputError(
+            f"cannot read {file}: not UTF-8 text (byte {error.object[error.start]:#04x} at "
+            f"offset {error.start:,})"
+        ) from error
     except ValueError as error:
         raise InputError(f"{file} is not JSON: {error}") from error
 
@@ -286,7 +363,12 @@ def _read_peft_config(path: str) -> dict[str, Any]:
     file, settings = _read_json(path, "adapter_config.json")
     if not isinstance(settings, dict):
         raise InputError(f"{file} is not a PEFT config: expected a JSON object")
-    options: dict[str, Any] = {}
+    kind = settings.get("peft_type", "LORA")
+    if kind != "LORA":
+        raise InputError(
+            f"{file}: peft_type {kind!r}: modmatch previews LoRA configs (peft_type 'LORA') only"
+        )
+    options: dict[str, Any] = {"lora_dropout": settings.get("lora_dropout") or 0.0}
     for field, option in _PEFT_FIELDS.items():
         value = settings.get(field)
         if field == "target_modules" and isinstance(value, str):
@@ -301,8 +383,9 @@ def _read_peft_config(path: str) -> dict[str, Any]:
     return options
 
 
-def _load(args: argparse.Namespace) -> Model:
-    """The chosen model's modules: (name, is Linear) each, and its output layer."""
+def _load(args: argparse.Namespace, task_type: str | None) -> Model:
+    """The chosen model's modules: (name, is Linear) each, and its output layer; a config is
+    built as the class PEFT's ``task_type`` implies, else its ``architectures`` name."""
     if args.names:
         read = list(_progress(_read_names(args.names), "reading names"))
         if not read:
@@ -319,7 +402,7 @@ def _load(args: argparse.Namespace) -> Model:
         typed = any(is_linear is not None for _, is_linear in read)
         return Model(modules, typed=typed, fused_experts=fused)
     if args.hf_config:
-        return _hf_model(args.hf_config)
+        return _hf_model(args.hf_config, task_type)
     shape = SHAPES[args.model or DEFAULT_MODEL]
     modules = list(_progress(shape.modules(), "building the model"))
     fused = {}
@@ -365,7 +448,46 @@ def _read_names(path: str) -> Iterator[tuple[str, bool | None]]:
         raise InputError(f"cannot read {path}: {error}") from error
 
 
-def _hf_model(path: str) -> Model:
+# The auto class PEFT's task types stand for (peft.PeftModelFor*'s base models).
+_TASK_CLASSES = {
+    "CAUSAL_LM": "AutoModelForCausalLM",
+    "SEQ_CLS": "AutoModelForSequenceClassification",
+    "SEQ_2_SEQ_LM": "AutoModelForSeq2SeqLM",
+    "TOKEN_CLS": "AutoModelForTokenClassification",
+    "QUESTION_ANS": "AutoModelForQuestionAnswering",
+    "FEATURE_EXTRACTION": "AutoModel",
+}
+_NAMES_HINT = "list the module names with --names instead"
+
+
+def _model_classes(transformers: Any, settings: dict[str, Any], task_type: str | None) -> list[Any]:
+    """The classes to build a config as, in turn: the task type's auto class, else the
+    config's own architecture, else a causal LM, then a base model."""
+    if task_type in _TASK_CLASSES:
+        return [getattr(transformers, _TASK_CLASSES[task_type])]
+    for name in settings.get("architectures") or ():
+        found = getattr(transformers, name, None) if isinstance(name, str) else None
+        if found is not None:
+            return [found]
+    return [transformers.AutoModelForCausalLM, transformers.AutoModel]
+
+
+def _built(kinds: list[Any], config: Any) -> Any:
+    """The model of the first class that takes this config (an auto class may have none for
+    its model type); ValueError naming the classes tried."""
+    for kind in kinds:
+        if not kind.__name__.startswith("Auto"):
+            return kind(config)
+        try:
+            return kind.from_config(config)
+        except ValueError as error:
+            if not str(error).startswith("Unrecognized configuration class"):
+                raise
+    tried = " or ".join(kind.__name__ for kind in kinds)
+    raise InputError(f"transformers has no {tried} for model type {config.model_type!r}")
+
+
+def _hf_model(path: str, task_type: str | None = None) -> Model:
     try:
         import transformers
     except ImportError as error:
@@ -374,19 +496,28 @@ def _hf_model(path: str) -> Model:
 
     file, settings = _read_json(path, "config.json")  # a model folder, as users have it
     if not isinstance(settings, dict) or "model_type" not in settings:
-        raise InputError(f"{file} is not a Hugging Face model config: it has no model_type")
+        raise InputError(
+            f"{file} is not a Hugging Face model config: it has no model_type "
+            f"(a remote-code model?): {_NAMES_HINT}"
+        )
     if settings["model_type"] not in transformers.CONFIG_MAPPING:
         raise InputError(
             f"{file}: transformers {transformers.__version__} has no model type "
-            f"{settings['model_type']!r}"
+            f"{settings['model_type']!r}: {_NAMES_HINT}"
         )
     try:
-        config = transformers.AutoConfig.for_model(**settings)
+        # from_pretrained reads the file as transformers wrote it (it encodes infinities).
+        config = transformers.AutoConfig.from_pretrained(str(file))
+        kinds = _model_classes(transformers, settings, task_type)
         with _ticking(f"building the model from {file}"), torch.device("meta"):
-            model = transformers.AutoModelForCausalLM.from_config(config)
+            model = _built(kinds, config)
+    except InputError as error:
+        raise InputError(f"{file}: {error}: {_NAMES_HINT}") from error
     except Exception as error:  # transformers reports a bad field by several exception types
         reason = " ".join(line.strip() for line in str(error).splitlines())
-        raise InputError(f"cannot build a model from {file}: {reason}") from error
+        raise InputError(
+            f"cannot build a model from {file}: {_cut(reason)}; {_NAMES_HINT}"
+        ) from error
     named = list(_progress(model.named_modules(), "walking the model"))
     output = model.get_output_embeddings()
     fused = {
@@ -399,6 +530,7 @@ def _hf_model(path: str) -> Model:
         next((name for name, module in named if module is output), None),
         model,
         fused_experts=fused,
+        model_type=settings["model_type"],
     )
 
 
@@ -451,9 +583,13 @@ def _full_name_hints(rules: RuleSet, counts: Report, model: Model) -> dict[str, 
 _DOT_IS_ANY = ("seed", "megatron-bridge")
 
 
-def _advice(rules: RuleSet, model: Model, counts: Report, selected: list[str]) -> dict[str, Any]:
+def _advice(
+    rules: RuleSet, model: Model, counts: Report, selected: list[str], moved: dict[str, list[str]]
+) -> dict[str, Any]:
     """For the output: suggestions per unmatched pattern, the full-name hints, the fused-experts
-    note, patterns broader than written, and selected modules that are not Linear."""
+    note, patterns broader than written, selected modules that are not Linear, and the entries
+    PEFT's rewriting moved to parameters (which are not unmatched)."""
+    unmatched = [pattern for pattern in counts.unmatched if pattern not in moved]
     asked = rules.asked_modules(model)
     names = [name for name, _ in asked]
     linear: set[str] | None = {name for name, is_linear in asked if is_linear}
@@ -464,7 +600,7 @@ def _advice(rules: RuleSet, model: Model, counts: Report, selected: list[str]) -
     hints = _full_name_hints(rules, counts, model)
     fused = {
         pattern: note
-        for pattern in counts.unmatched
+        for pattern in unmatched
         if (note := fused_experts_note(pattern, model.fused_experts))
     }
     # A pattern aimed at fused experts gets the note alone: any close pattern selects
@@ -482,7 +618,7 @@ def _advice(rules: RuleSet, model: Model, counts: Report, selected: list[str]) -
         )
         if rules.literal_patterns
         else []
-        for pattern in counts.unmatched
+        for pattern in unmatched
     }
     broader = _broader_than_written(rules, model, counts) if rules.name in _DOT_IS_ANY else {}
     not_linear = None
@@ -497,6 +633,7 @@ def _advice(rules: RuleSet, model: Model, counts: Report, selected: list[str]) -
         "fused_experts": fused,
         "broader": broader,
         "not_linear": not_linear,
+        "moved": moved,
     }
 
 
@@ -549,6 +686,16 @@ def _notes(args: argparse.Namespace, rules: RuleSet, model: Model) -> list[str]:
     return notes
 
 
+# Longer texts (a pattern, an error) are shown cut, with their length.
+_SHOWN = 300
+
+
+def _cut(text: str) -> str:
+    if len(text) <= _SHOWN:
+        return text
+    return f"{text[: _SHOWN * 2 // 3]} ... {text[-_SHOWN // 6 :]} ({len(text):,} characters)"
+
+
 def _quoted(pattern: str) -> str:
     """The pattern as typed in a POSIX shell, always in single quotes."""
     return "'" + pattern.replace("'", "'\\''") + "'"
@@ -573,14 +720,18 @@ def _write_json(
     advice: dict[str, Any],
     explanations: list[dict[str, Any]],
 ) -> None:
-    document: dict[str, Any] = {
-        "rules": rules.name,
+    document: dict[str, Any] = {"rules": rules.name}
+    if rules.peft_version is not None:
+        document["peft_version"] = rules.peft_version
+        document["config"] = rules.config_shown()
+    document |= {
         "call": rules.call,
         "defaults": rules.defaults_used,
         "modules": len(model.modules),
         "selected": len(selected),
         "patterns": [{"pattern": c.pattern, "matched": c.matched} for c in counts.patterns],
-        "unmatched_patterns": list(counts.unmatched),
+        "unmatched_patterns": [p for p in counts.unmatched if p not in advice["moved"]],
+        "unmatched_excludes": rules.unmatched_excludes(model),
         "selected_names": selected,
     }
     if advice["not_linear"] is not None:
@@ -590,6 +741,7 @@ def _write_json(
         ("full_name_hints", "full_name_hints"),
         ("fused_experts", "fused_experts"),
         ("broader", "broader_than_written"),
+        ("moved", "moved_to_target_parameters"),
     ):
         if advice[key]:
             document[field] = advice[key]
@@ -634,7 +786,11 @@ def _write_text(
         else _CALL_TEXT[rules.call]
     )
     print(f"{source}: {len(model.modules):,} modules, {linear:,} nn.Linear", file=out)
-    print(f"rules: {rules.name}, called as {call}", file=out)
+    release = f" {rules.peft_version}" if rules.peft_version else ""
+    print(f"rules: {rules.name}{release}, called as {call}", file=out)
+    if rules.peft_version is not None:
+        fields = ", ".join(f"{key}={value!r}" for key, value in rules.config_shown().items())
+        print(f"config: {_cut(fields)}", file=out)
     if rules.defaults_used:
         print(f"no targets given: {rules.defaults_used}", file=out)
     for note in _notes(args, rules, model):
@@ -664,7 +820,7 @@ def _write_text(
         kind = "target" if args.target or args.peft_config or not args.exclude else "exclude"
         heading = f"{kind} patterns" + (", as written" if rewritten else "")
         print(f"{heading}:", file=out)
-        shown = [_quoted(c.pattern) for c in counts.patterns]
+        shown = [_cut(_quoted(c.pattern)) for c in counts.patterns]
         width = max(map(len, shown))
         for text, count in zip(shown, counts.patterns, strict=True):
             print(f"  {text:<{width}}  {count.matched:>9,} names", file=out)
@@ -672,6 +828,14 @@ def _write_text(
         print(
             f"warning: pattern {pattern!r} selects {flagged['selected']:,} names, "
             f"{flagged['literal']:,} read literally: {flagged['why']}",
+            file=out,
+        )
+    if advice["moved"]:
+        entries = ", ".join(map(repr, advice["moved"]))
+        added = ", ".join(sorted({p for ps in advice["moved"].values() for p in ps}))
+        print(
+            f"note: PEFT's rewriting for transformers 5 moved {entries} to target_parameters "
+            f"({added}): the parameters above are theirs",
             file=out,
         )
     hints = advice["full_name_hints"]

@@ -2,9 +2,10 @@
 the modules it wraps, the config it refuses (with its reason), and how PEFT rewrites the config
 for the transformers-5 MoE models whose experts are fused.
 
-The rewriting is PEFT's own code (``convert_peft_config_for_transformers``), called on a copy of
-the config when PEFT is installed: it resolves a str against the model and moves expert
-projections to ``target_parameters``, rules that change with PEFT's releases. Everything else is
+The rewriting (PEFT 0.19 and later) is PEFT's own code (``convert_peft_config_for_transformers``),
+called on a copy of the config where the installed PEFT is the release previewed, else that
+release's rules restated (:mod:`modmatch.reference.peft_rewriting`): it moves expert projections
+to ``target_parameters`` and, from 0.20, resolves a str against the model. Everything else is
 modmatch's engine.
 """
 
@@ -16,9 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..peft import PeftMatcher
+from ..peft import PeftMatcher, installed_version
+from ..reference.peft import release
 
-__all__ = ["Preview", "Refused", "preview"]
+__all__ = ["Preview", "Refused", "preview", "rewritten"]
 
 
 class Refused(ValueError):
@@ -44,25 +46,36 @@ class Preview:
 
 
 def preview(
-    matcher: PeftMatcher, names: list[str], linear: set[str], module: Any = None
+    matcher: PeftMatcher,
+    names: list[str],
+    linear: set[str],
+    module: Any = None,
+    lora_dropout: float = 0.0,
 ) -> Preview:
-    """The outcome of ``get_peft_model(module, config)`` for ``matcher``'s config.
+    """The outcome of ``get_peft_model(module, config)`` for ``matcher``'s config, under the
+    rules of PEFT ``matcher.version``.
 
     ``names`` are the model's module names, ``linear`` what ``"all-linear"`` stands for in it;
     ``module``, the model itself where it was built, adds parameters, module types and PEFT's
     rewriting. Raises :class:`Refused` where PEFT would raise.
     """
     notes = []
-    rewritten = None
-    if module is not None:
-        rewritten, note = _rewritten(matcher, module)
-        notes += [note] if note else []
+    changed = None if module is None else rewritten(matcher, module)
     literal = _outcome(matcher, names, linear, module)
-    outcome = literal if rewritten is None else _outcome(rewritten, names, linear, module)
-    _refuse(outcome, module)
+    outcome = literal if changed is None else _outcome(changed, names, linear, module)
+    _refuse(outcome, module, release(matcher.version))
+    if outcome.parameters and lora_dropout != 0:
+        # Raised by LoRA's ParamWrapper, which every selected parameter gets, after the modules
+        # are wrapped and before PEFT checks that something was.
+        added = ", added by PEFT's rewriting for transformers 5" if _added(matcher, outcome) else ""
+        raise Refused(
+            "PEFT refuses this config: lora.ParamWrapper does not work with lora_dropout != 0. "
+            f"(lora_dropout is {lora_dropout!r}, and target_parameters selects "
+            f"{len(outcome.parameters):,} parameters{added})"
+        )
     if outcome.parameters is None:
         notes.append("target_parameters are previewed only with --hf-config")
-    if rewritten is None:
+    if changed is None:
         return Preview(outcome.wrapped, outcome.parameters, outcome.applied, notes=notes)
     before, after = set(literal.wrapped), set(outcome.wrapped)
     return Preview(
@@ -87,6 +100,8 @@ class _Outcome:
 
 def _outcome(matcher: PeftMatcher, names: list[str], linear: set[str], module: Any) -> _Outcome:
     applied = matcher.for_model(module) if module is not None else matcher.as_applied(names, linear)
+    if applied.target_modules is None and applied.target_parameters is None:
+        return _Outcome([], [], applied, [], False, bool(names))  # nothing to match with
     match = applied.match
     targeted, excluded, unmatched = [], False, False
     for name in names:
@@ -110,10 +125,36 @@ def _outcome(matcher: PeftMatcher, names: list[str], linear: set[str], module: A
     return _Outcome(wrapped, parameters, applied, targeted, excluded, unmatched)
 
 
-def _refuse(outcome: _Outcome, module: Any) -> None:
-    """Raise Refused where ``get_peft_model`` raises, checked in the order PEFT runs into them."""
+# Model types whose Mamba layers LoRA may not wrap by these names, and the release that added each.
+_MAMBA_TYPES = {
+    "falcon_h1": (0, 17),
+    "mamba": (0, 17),
+    "mamba2": (0, 17),
+    "falcon_mamba": (0, 17),
+    "nemotron_h": (0, 20),
+}
+_NOT_FOR_MAMBA = ("out_proj", "conv1d")
+
+
+def _refuse(outcome: _Outcome, module: Any, peft: tuple[int, int]) -> None:
+    """Raise Refused where ``get_peft_model`` of PEFT ``peft`` raises, in the order PEFT runs
+    into them."""
     if module is not None:
+        model_type = str(getattr(getattr(module, "config", None), "model_type", ""))
+        since = _MAMBA_TYPES.get(model_type)
+        mamba = since is not None and peft >= since
         find = module.get_submodule
+        # Module by module, as PEFT's loop: the Mamba check, then whether LoRA can wrap it.
+        for name in outcome.targeted:
+            last = name.rpartition(".")[2]
+            if mamba and last in _NOT_FOR_MAMBA:
+                raise Refused(
+                    f"PEFT refuses this config on this model: [PEFT:LORA] Module {last!r} is "
+                    f"incompatible with Mamba-based models (model_type={model_type!r}); it "
+                    "refuses out_proj and conv1d"
+                )
+            if not _wrappable(find(name)):
+                break
         unwrappable = [name for name in outcome.targeted if not _wrappable(find(name))]
         if unwrappable:
             kind = type(find(unwrappable[0])).__name__
@@ -152,8 +193,20 @@ def _refuse(outcome: _Outcome, module: Any) -> None:
     raise Refused(f"PEFT refuses this config on this model: {reason}")
 
 
+def _added(matcher: PeftMatcher, outcome: _Outcome) -> bool:
+    """Whether PEFT's rewriting, not the config, brought in the target_parameters."""
+    return not matcher.target_parameters and bool(outcome.applied.target_parameters)
+
+
+# Patterns longer than this are shown cut, with their length.
+_SHOWN = 200
+
+
 def _shown(targets: str | Iterable[str]) -> str:
-    return repr(targets) if isinstance(targets, str) else repr(sorted(targets))
+    text = repr(targets) if isinstance(targets, str) else repr(sorted(targets))
+    if len(text) <= _SHOWN:
+        return text
+    return f"{text[: _SHOWN // 2]}...{text[-_SHOWN // 4 :]} ({len(text):,} characters)"
 
 
 def _wrappable(module: Any) -> bool:
@@ -175,38 +228,42 @@ def _wrappable(module: Any) -> bool:
     return isinstance(module, kinds)
 
 
-def _rewritten(matcher: PeftMatcher, module: Any) -> tuple[PeftMatcher | None, str | None]:
-    """The config as PEFT rewrites it for this model, or None where PEFT does not rewrite (and
-    a note where it would but cannot be asked)."""
+def rewritten(matcher: PeftMatcher, module: Any) -> PeftMatcher | None:
+    """The config as PEFT rewrites it for this transformers model before matching, or None
+    where PEFT does not rewrite; raises Refused where the rewriting raises."""
     model_type = getattr(getattr(module, "config", None), "model_type", None)
-    if model_type is None:
-        return None, None  # not a transformers model: PEFT rewrites only those
+    if model_type is None or release(matcher.version) < (0, 19):
+        return None  # PEFT rewrites only transformers models, from 0.19 on
     import transformers
 
     if int(transformers.__version__.split(".")[0]) < 5:
-        return None, None
-    from transformers.conversion_mapping import (
-        get_checkpoint_conversion_mapping,
-        get_model_conversion_mapping,
-    )
+        return None
+    from transformers.conversion_mapping import get_checkpoint_conversion_mapping
 
     if get_checkpoint_conversion_mapping(model_type) is None:
-        return None, None
+        return None
     try:
-        from peft import LoraConfig
-        from peft.utils.transformers_weight_conversion import convert_peft_config_for_transformers
-    except ImportError:
-        return None, (
-            f"PEFT is not installed: PEFT's rewriting of configs for {model_type} models on "
-            "transformers 5 was not applied; this is the entries' literal selection"
-        )
-    settings = {name: value for name, value in matcher.settings.items() if value is not None}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # LoraConfig's advice on its fields is not ours
-            config = LoraConfig(**settings)
-        conversions = get_model_conversion_mapping(module)  # what inject_adapter passes
-        convert_peft_config_for_transformers(config, model=module, conversions=conversions)
+        installed = installed_version()
+        if installed is not None and release(installed) == release(matcher.version):
+            return _by_peft(matcher, module)
+        from ..reference import peft_rewriting
+
+        fields = peft_rewriting.rewritten(matcher.settings, module, release(matcher.version))
     except ValueError as error:  # gate without up, and LoraConfig's own checks
         raise Refused(f"PEFT refuses this config on this model: {error}") from error
-    return PeftMatcher.from_config(config), None
+    return None if fields is None else PeftMatcher(**fields, version=matcher.version)
+
+
+def _by_peft(matcher: PeftMatcher, module: Any) -> PeftMatcher:
+    """The installed PEFT's own rewriting, on a config built from the matcher's fields."""
+    from peft import LoraConfig
+    from peft.utils.transformers_weight_conversion import convert_peft_config_for_transformers
+    from transformers.conversion_mapping import get_model_conversion_mapping
+
+    settings = {name: value for name, value in matcher.settings.items() if value is not None}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # LoraConfig's advice on its fields is not ours
+        config = LoraConfig(**settings)
+    conversions = get_model_conversion_mapping(module)  # what inject_adapter passes
+    convert_peft_config_for_transformers(config, model=module, conversions=conversions)
+    return PeftMatcher.from_config(config, version=matcher.version)

@@ -14,7 +14,10 @@ from ..engine.suffixset import SuffixSet
 from ..engine.syntax import AUTOMODEL, REGEX, SEED, Syntax, quietly
 from ..errors import PatternError
 from ..matcher import ModuleMatcher
-from ..peft import PeftMatcher
+from ..peft import PeftMatcher, default_targets, rules_version
+from ..reference.peft import release
+from ..reference.peft_defaults import MISSING
+from . import peft as peft_preview
 from .peft import Preview, preview
 from .report import NameRuleSelects
 
@@ -47,6 +50,8 @@ class Options:
     target_parameters: list[str] | None = None
     modules_to_save: list[str] | None = None
     task_type: str | None = None
+    peft_version: str | None = None
+    lora_dropout: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,8 @@ class Model:
     # Modules holding a layer's experts fused as 3-D parameters (transformers 5), with the
     # names of those parameters.
     fused_experts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The Hugging Face model type, where the model was built from its config.
+    model_type: str | None = None
 
 
 class RuleSet:
@@ -80,6 +87,9 @@ class RuleSet:
     name: str
     call: str
     defaults_used: str | None = None
+    # PEFT's rules only: the release whose rules apply, and the config's task type.
+    peft_version: str | None = None
+    task_type: str | None = None
     # Whether the patterns are names and wildcards, for which close names make suggestions
     # (not a PEFT regex).
     literal_patterns = True
@@ -88,6 +98,40 @@ class RuleSet:
     def patterns(self) -> list[str]:
         """The patterns counted one by one: the targets, or without targets the excludes."""
         raise NotImplementedError
+
+    @property
+    def excludes(self) -> list[str]:
+        """The exclude patterns, each counted by :meth:`unmatched_excludes`."""
+        return []
+
+    def unmatched_excludes(self, model: Model) -> list[str]:
+        """The exclude patterns that exclude no module the framework asks about."""
+        excludes = self.excludes
+        if not excludes:
+            return []
+        selects = self.selects_excluded()
+        counts = [0] * len(excludes)
+        for name in self.asked(model):
+            for index in set(selects(name)):
+                counts[index] += 1
+        return [pattern for pattern, count in zip(excludes, counts, strict=True) if not count]
+
+    def selects_excluded(self) -> Callable[[str], Iterable[int]]:
+        """The indices of :attr:`excludes` that rule out one name."""
+        return self.selects(self.excludes)
+
+    def on(self, model: Model) -> RuleSet:
+        """These rules as they apply to ``model`` (PEFT fills in its default targets)."""
+        return self
+
+    def moved(self, model: Model) -> dict[str, list[str]]:
+        """Target patterns the framework replaced by parameters on this model (PEFT's
+        transformers-5 rewriting), with the parameter names put in their place."""
+        return {}
+
+    def config_shown(self) -> dict[str, Any]:
+        """The config the framework builds, as shown (PEFT's rules)."""
+        return {}
 
     def selected(self, model: Model) -> list[str]:
         raise NotImplementedError
@@ -155,6 +199,10 @@ class _NameRuleSet(RuleSet):
     @property
     def patterns(self) -> list[str]:
         return list(self.matcher.target_modules or self.matcher.exclude_modules or [])
+
+    @property
+    def excludes(self) -> list[str]:
+        return list(self.matcher.exclude_modules or [])
 
     def selected(self, model: Model) -> list[str]:
         linear, other = _modules()
@@ -230,10 +278,49 @@ class _AutomodelRuleSet(_NameRuleSet):
 
 
 class _PeftRuleSet(RuleSet):
-    def __init__(self, matcher: PeftMatcher) -> None:
+    def __init__(self, matcher: PeftMatcher, lora_dropout: float = 0.0) -> None:
         self.name, self.call, self.matcher = "peft", "full-name", matcher
+        self.peft_version, self.task_type = matcher.version, matcher.task_type
+        self.lora_dropout = lora_dropout
         self.literal_patterns = not isinstance(matcher.target_modules, str)
         self._previewed: tuple[Model, Preview] | None = None
+        # Compiled here, not quietly: a regex that runs on re warns as the other rules' do.
+        for regex in (matcher.target_modules, matcher.exclude_modules):
+            if isinstance(regex, str) and not matcher.all_linear:
+                PatternSet([regex], cache_size=0, syntax=REGEX)
+
+    def on(self, model: Model) -> RuleSet:
+        """PEFT's own targets for ``target_modules=None``, by the model's type."""
+        matcher = self.matcher
+        if matcher.target_modules is not None:
+            return self
+        version = matcher.version
+        if model.model_type is None:
+            if matcher.target_parameters:
+                return self  # noted: see notes()
+            raise InputError(
+                "target_modules is null: PEFT fills in its default targets for the model type, "
+                "which only --hf-config gives"
+            )
+        if model.module is not None:
+            rewritten = peft_preview.rewritten(matcher, model.module)
+            if rewritten is not None and rewritten.target_modules is not None:
+                return self  # PEFT rewrites None to no targets first: it fills in no defaults
+        defaults = default_targets(model.model_type, version)
+        if defaults is None:
+            if matcher.target_parameters:
+                return self
+            raise InputError(
+                f"PEFT {version} refuses this config on this model: {MISSING} "
+                f"(it has no default target_modules for model type {model.model_type!r})"
+            )
+        found = _PeftRuleSet(matcher.with_targets(defaults), self.lora_dropout)
+        shown = defaults if isinstance(defaults, str) else " ".join(sorted(defaults))
+        found.defaults_used = (
+            f"target_modules is null: PEFT {version}'s defaults for model type "
+            f"{model.model_type!r}: {shown}"
+        )
+        return found
 
     def preview(self, model: Model) -> Preview:
         """What ``get_peft_model`` does on this model (worked out once); raises Refused."""
@@ -241,7 +328,8 @@ class _PeftRuleSet(RuleSet):
             names = [name for name, _ in model.modules]
             linear = {name for name, is_linear in model.modules if is_linear and name}
             linear.discard(model.output_embedding or "")
-            self._previewed = (model, preview(self.matcher, names, linear, model.module))
+            found = preview(self.matcher, names, linear, model.module, self.lora_dropout)
+            self._previewed = (model, found)
         return self._previewed[1]
 
     @property
@@ -251,7 +339,39 @@ class _PeftRuleSet(RuleSet):
             return []  # not a pattern: PEFT's word for every Linear module
         if isinstance(targets, str):
             return [targets]
-        return list(targets or [])
+        return list(dict.fromkeys(targets or []))  # PEFT holds the entries as a set
+
+    @property
+    def excludes(self) -> list[str]:
+        excludes = self.matcher.exclude_modules
+        if isinstance(excludes, str):
+            return [excludes]
+        return list(dict.fromkeys(excludes or []))
+
+    def selects_excluded(self) -> Callable[[str], Iterable[int]]:
+        excludes = self.matcher.exclude_modules
+        return self.selects(excludes if isinstance(excludes, str) else self.excludes)
+
+    def moved(self, model: Model) -> dict[str, list[str]]:
+        previewed = self.preview(model)
+        targets = previewed.applied.target_modules
+        if previewed.widened is None or isinstance(self.matcher.target_modules, str):
+            return {}
+        if not isinstance(targets, (set, list, tuple)):
+            return {}
+        added = set(previewed.applied.target_parameters or ()) - set(
+            self.matcher.target_parameters or ()
+        )
+        return {pattern: sorted(added) for pattern in self.patterns if pattern not in targets}
+
+    def config_shown(self) -> dict[str, Any]:
+        """The LoraConfig fields that decide what PEFT wraps and refuses, None left out."""
+        fields = {"peft_type": "LORA", **self.matcher.settings, "lora_dropout": self.lora_dropout}
+        return {
+            name: sorted(value) if isinstance(value, (set, frozenset)) else value
+            for name, value in fields.items()
+            if value is not None
+        }
 
     def asked_modules(self, model: Model) -> list[tuple[str, bool]]:
         return [(name, is_linear) for name, is_linear in model.modules if name]  # not the root
@@ -259,12 +379,15 @@ class _PeftRuleSet(RuleSet):
     def selected(self, model: Model) -> list[str]:
         return self.preview(model).wrapped
 
-    def selects(self, patterns: list[str] | None = None) -> Callable[[str], Iterable[int]]:
+    def selects(self, patterns: list[str] | str | None = None) -> Callable[[str], Iterable[int]]:
+        """Indices into :attr:`patterns` (or ``patterns``: a list of entries, each once, or one
+        regex)."""
         targets = self.matcher.target_modules if patterns is None else patterns
         if isinstance(targets, str):
-            compiled = PatternSet([targets], cache_size=0, syntax=REGEX)
+            with quietly():  # warned of when the rule set was built
+                compiled = PatternSet([targets], cache_size=0, syntax=REGEX)
             return compiled.matches
-        entries = SuffixSet(targets or [])
+        entries = SuffixSet(dict.fromkeys(targets or []))
         index = {entry: i for i, entry in enumerate(entries.entries)}
         return lambda name: [index[entry] for entry in entries.matching(name)]
 
@@ -281,6 +404,11 @@ class _PeftRuleSet(RuleSet):
             rule, entry, found = f"holds {held[0]} (target_parameters)", None, True
         if name in (previewed.widened or ()):
             rule += ", added by PEFT's rewriting for transformers 5"
+        if self.matcher.all_linear and not found:
+            if name == model.output_embedding:
+                rule = "all-linear leaves out the output layer"
+            elif not is_linear:
+                rule = "not Linear: all-linear takes Linear and Conv1D modules"
         return Verdict(bool(found), rule, entry)
 
     def selected_parameters(self, model: Model) -> list[str] | None:
@@ -406,38 +534,42 @@ def _peft(options: Options) -> RuleSet:
         raise InputError("--call split: PEFT always passes the full module name")
     if options.causal_lm:
         raise InputError("--causal-lm is not a PEFT option")
+    try:
+        version = rules_version(options.peft_version)
+    except ValueError as error:
+        raise InputError(str(error)) from error
     if options.targets and options.target_regex is not None:
         raise InputError("--target and --target-regex: PEFT takes a list or one regex, not both")
     if options.excludes and options.exclude_regex is not None:
         raise InputError("--exclude and --exclude-regex: PEFT takes a list or one regex, not both")
-    targets: list[str] | str | None = options.targets or options.target_regex
+    targets: list[str] | str | None = (
+        options.targets if options.targets is not None else options.target_regex
+    )
     if options.all_linear:
         if targets:
             raise InputError("--all-linear replaces PEFT's target_modules: drop --target")
         targets = "all-linear"
-    if targets is None and not options.target_parameters:
-        raise InputError(
-            "no target_modules: PEFT would fill in its own defaults for the model type, which "
-            "modmatch does not know; give --target, --target-regex, --all-linear or "
-            "--target-parameters (or target_modules in --peft-config)"
-        )
     # LoraConfig's own checks, with its messages.
     if isinstance(targets, str) and options.layers_to_transform is not None:
         raise InputError("`layers_to_transform` cannot be used when `target_modules` is a str.")
     if isinstance(targets, str) and options.layers_pattern is not None:
         raise InputError("`layers_pattern` cannot be used when `target_modules` is a str.")
-    if options.layers_pattern and options.layers_to_transform is None:
+    # Up to 0.20 LoraConfig tests `not layers_to_transform`, which 0 and [] fail too.
+    unset = options.layers_to_transform is None or (
+        release(version) < (0, 21) and not options.layers_to_transform
+    )
+    if options.layers_pattern and unset:
         raise InputError(
             "When `layers_pattern` is specified, `layers_to_transform` must also be specified."
         )
-    return _PeftRuleSet(
-        PeftMatcher(
-            targets,
-            exclude_modules=options.excludes or options.exclude_regex,
-            modules_to_save=options.modules_to_save,
-            layers_to_transform=options.layers_to_transform,
-            layers_pattern=options.layers_pattern,
-            target_parameters=options.target_parameters,
-            task_type=options.task_type,
-        )
+    matcher = PeftMatcher(
+        targets,
+        exclude_modules=options.excludes or options.exclude_regex,
+        modules_to_save=options.modules_to_save,
+        layers_to_transform=options.layers_to_transform,
+        layers_pattern=options.layers_pattern,
+        target_parameters=options.target_parameters,
+        task_type=options.task_type,
+        version=version,
     )
+    return _PeftRuleSet(matcher, options.lora_dropout)

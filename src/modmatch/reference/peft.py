@@ -10,12 +10,14 @@ across these releases (see :func:`layer_index`).
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 __all__ = [
     "LATEST",
     "RELEASES",
     "Excluded",
+    "all_linear_names",
     "check_target_module_exists",
     "layer_index",
     "modules_to_save_regex",
@@ -115,3 +117,29 @@ def check_target_module_exists(config: Any, key: str, peft: tuple[int, int] = RE
     if index is None:
         return False
     return index == layers if isinstance(layers, int) else index in layers
+
+
+_SEQ_CLS_HEADS = ("classifier", "score")
+
+
+def all_linear_names(model: Any, task_type: Any) -> set[str]:
+    """What PEFT puts in place of ``"all-linear"``: every Linear/Conv1D but the output layer."""
+    from torch import nn
+
+    modules = list(model.named_modules())
+    linear: tuple[type, ...] = (nn.Linear,)
+    pytorch_utils = sys.modules.get("transformers.pytorch_utils")
+    if pytorch_utils is not None:  # a model holding transformers' Conv1D has imported it
+        linear += (pytorch_utils.Conv1D,)
+    names = {name for name, module in modules if isinstance(module, linear)}
+    modeling = sys.modules.get("transformers.modeling_utils")
+    if modeling is None or not isinstance(model, modeling.PreTrainedModel):
+        return names  # PEFT trims only a transformers model
+    output = model.get_output_embeddings()
+    heads = [output] if output is not None else []
+    if output is None and str(getattr(task_type, "value", task_type)) == "SEQ_CLS":
+        heads = [getattr(model, h) for h in _SEQ_CLS_HEADS if getattr(model, h, None) is not None]
+        heads = heads[:1]
+    for head in heads:
+        names.discard(next(name for name, module in modules if module is head))
+    return names
