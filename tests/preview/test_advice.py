@@ -3,6 +3,7 @@ are not Linear, patterns broader than written, fused experts, and names files as
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from modmatch import reference
+from modmatch.preview.advice import _ROLES
 from modmatch.preview.cli import main
 from modmatch.preview.shapes import SHAPES
 from oracles import oracle
@@ -165,3 +167,98 @@ def test_version_and_help() -> None:
     text = run("--help")
     for needed in ("anchored", "Megatron-Core names", "exit codes", "examples", "any character"):
         assert needed in text, needed
+
+
+# Rule sets as the command takes them; PEFT refuses a list that selects nothing, so it is given
+# the output layer besides.
+RULES = {
+    "seed": [],
+    "seed-full-name": ["--call", "full-name"],
+    "automodel": ["--rules", "automodel"],
+    "megatron-bridge": ["--rules", "megatron-bridge"],
+    "peft": ["--rules", "peft", "-t", "lm_head"],
+}
+
+
+@functools.cache
+def _tiny(model_type: str) -> tuple[tuple[str, bool], ...]:
+    """A two-layer transformers model's module names, built on the meta device, and which are
+    Linear layers to LoRA (nn.Linear and its subclasses, GPT-2's Conv1D)."""
+    transformers = oracle("transformers")
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    config = transformers.AutoConfig.for_model(model_type, num_hidden_layers=2)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    linear = (torch.nn.Linear, Conv1D)
+    return tuple((name, isinstance(module, linear)) for name, module in model.named_modules())
+
+
+def _names_file(model_type: str, tmp_path: Path) -> str:
+    path = tmp_path / f"{model_type}.txt"
+    lines = (f"{name}\t{'Linear' if linear else 'Module'}\n" for name, linear in _tiny(model_type))
+    path.write_text("".join(lines))
+    return str(path)
+
+
+# A pattern in another model's naming, and the modules (by their last two segments) its
+# leading suggestions should select, one role name each.
+ROLE_CASES = [
+    ("llama", "output_proj", ["self_attn.o_proj"]),
+    ("phi", "out_proj", ["self_attn.dense"]),
+    ("llama", "Wqkv", ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"]),
+    ("llama", "model.layers.1.self_attn.output_proj", ["self_attn.o_proj"]),
+    ("llama", "c_proj", ["self_attn.o_proj", "mlp.down_proj"]),  # GPT-2's c_proj is both
+    ("llama", "mlp.c_proj", ["mlp.down_proj"]),
+    ("gpt2", "out_proj", ["attn.c_proj"]),
+    ("gpt2", "down_proj", ["mlp.c_proj"]),
+    ("gpt2", "q_proj", ["attn.c_attn"]),
+    ("phi", "gate_up_proj", ["mlp.fc1"]),
+    ("gpt_neox", "o_proj", ["attention.dense"]),
+    ("mpt", "k_proj", ["attn.Wqkv"]),
+    ("falcon", "fc2", ["mlp.dense_4h_to_h"]),
+]
+
+
+@pytest.mark.parametrize("rules", RULES)
+@pytest.mark.parametrize(("model", "pattern", "expected"), ROLE_CASES)
+def test_suggestions_name_the_same_role(
+    model: str, pattern: str, expected: list[str], rules: str, tmp_path: Path, capsys: Any
+) -> None:
+    names = _names_file(model, tmp_path)
+    offered = _json(capsys, "--names", names, *RULES[rules], "-t", pattern)["suggestions"][pattern]
+    assert len(offered) >= len(expected), offered
+    for suggestion, role in zip(offered, expected, strict=False):
+        selected = _json(capsys, "--names", names, *RULES[rules], "-t", suggestion)
+        chosen = set(selected["selected_names"]) - {"lm_head"}
+        wanted = {
+            name
+            for name, _ in _tiny(model)
+            if name.endswith("." + role) and all(f".{n}." in name for n in _numbers(pattern))
+        }
+        assert chosen == wanted, (suggestion, role)
+        assert _numbers(suggestion) == _numbers(pattern), suggestion
+
+
+ROLE_NAMES = sorted({name for _, groups in _ROLES for group in groups for name in group})
+
+
+@pytest.mark.parametrize("rules", RULES)
+@pytest.mark.parametrize("model", ["llama", "phi", "gpt2", "gpt_neox", "mpt", "falcon"])
+def test_every_suggestion_selects_linear_modules(
+    model: str, rules: str, tmp_path: Path, capsys: Any
+) -> None:
+    names = _names_file(model, tmp_path)
+    shapes = ["{}", "*.{}", "*.attn.{}", "*.mlp.{}", "model.layers.1.self_attn.{}"]
+    patterns = [shape.format(name) for name in ROLE_NAMES for shape in shapes]
+    args = [arg for pattern in patterns for arg in ("-t", pattern)]
+    offered = _json(capsys, "--names", names, *RULES[rules], *args)["suggestions"]
+    every = sorted({suggestion for found in offered.values() for suggestion in found})
+    assert every  # the model's own names are unmatched patterns' suggestions
+    for pattern, found in offered.items():
+        assert all(_numbers(pattern) == _numbers(suggestion) for suggestion in found), pattern
+    tried = _json(capsys, "--names", names, *RULES[rules], *(a for s in every for a in ("-t", s)))
+    assert tried["unmatched_patterns"] == []
+    assert tried["selected_not_linear"] == 0
+    assert "broader_than_written" not in tried  # `*.attn.dense` would select `self_attn.dense`

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -20,6 +21,7 @@ from typing import Any, TextIO
 
 from ..errors import FallbackWarning, PatternError
 from ..fold import fold
+from ..frontends import axolotl, llamafactory
 from ..peft import PeftMatcher, exact_target_modules, rules_version
 from .advice import Advice, fused_experts_note, literal_reading, suggestions, why_broader
 from .peft import preview
@@ -49,9 +51,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     rules: RuleSet | None = None
     try:
-        with _fallback_warnings_as_lines(args):
-            rules = rule_set(*_options(args))
-        model = _load(args, rules.task_type)
+        name, options = _options(args)
+        front_end = _front_end(args)
+        if front_end is None:
+            with _fallback_warnings_as_lines(args):
+                rules = rule_set(name, options)
+        model = _load(args, options.task_type)
+        if front_end is not None:
+            options = _front_end_options(front_end, options, model)
+            with _fallback_warnings_as_lines(args):
+                rules = rule_set(name, options)
+        assert rules is not None
         rules = rules.on(model)
         with warnings.catch_warnings():
             # torch warns on import when NumPy is absent, which the command never needs.
@@ -249,12 +259,14 @@ def _parser() -> argparse.ArgumentParser:
         "where it is one of these, else 0.21.2)",
     )
     peft.add_argument(
-        "--axolotl-config", metavar="FILE", help="an Axolotl YAML config (needs modmatch[yaml])"
+        "--axolotl-config",
+        metavar="FILE",
+        help="an Axolotl YAML config (needs modmatch[frontends])",
     )
     peft.add_argument(
         "--llamafactory-config",
         metavar="FILE",
-        help="a LLaMA-Factory YAML config (needs modmatch[yaml])",
+        help="a LLaMA-Factory YAML config (needs modmatch[frontends])",
     )
     parser.add_argument(
         "--explain", metavar="NAME", action="append", help="why NAME matched or not"
@@ -341,6 +353,54 @@ def _options(args: argparse.Namespace) -> tuple[str, Options]:
     )
 
 
+# The front-ends whose YAML the command reads: flag, module, name and release restated.
+_FRONT_ENDS = {
+    "axolotl_config": (axolotl, "Axolotl 0.18.0"),
+    "llamafactory_config": (llamafactory, "LLaMA-Factory 0.9.5"),
+}
+
+
+def _front_end(args: argparse.Namespace) -> tuple[str, Any, str] | None:
+    """The front-end config given, as (path, its reader module, the front-end's name)."""
+    for flag, (module, name) in _FRONT_ENDS.items():
+        path = getattr(args, flag)
+        if path is not None:
+            if not args.hf_config:
+                raise InputError(
+                    f"--{flag.replace('_', '-')}: {name.split()[0]}'s translation reads the "
+                    "model's modules: give --hf-config"
+                )
+            return path, module, name
+    return None
+
+
+def _front_end_options(front_end: tuple[str, Any, str], options: Options, model: Model) -> Options:
+    """The options for the LoraConfig the front-end builds from its YAML on this model."""
+    path, module, name = front_end
+    try:
+        settings = module.read(path)
+        built = module.lora_config(settings, model.module)
+    except ImportError as error:
+        raise InputError(f"{name.split()[0]} configs need PyYAML: {error}") from error
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error.strerror}") from error
+    except ValueError as error:  # the front-end refuses its settings, or the YAML is not valid
+        raise InputError(f"{path}: {name} refuses it: {error}") from error
+    fields = _lora_options(built)
+    if module is axolotl:
+        # Axolotl refuses dropout with target_parameters it was given, and patches PEFT's
+        # ParamWrapper to take it as 0 for those PEFT's rewriting adds: PEFT never refuses it.
+        fields["lora_dropout"] = 0.0
+    return dataclasses.replace(options, **fields, built_by=name, built=_jsonable(built))
+
+
+def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: sorted(value) if isinstance(value, (set, frozenset)) else value
+        for key, value in fields.items()
+    }
+
+
 def _read_json(path: str, in_folder: str) -> tuple[Path, Any]:
     """A JSON file, or the file named ``in_folder`` where ``path`` is a folder, with its path."""
     file = Path(path)
@@ -368,6 +428,12 @@ def _read_peft_config(path: str) -> dict[str, Any]:
         raise InputError(
             f"{file}: peft_type {kind!r}: modmatch previews LoRA configs (peft_type 'LORA') only"
         )
+    return _lora_options(settings)
+
+
+def _lora_options(settings: dict[str, Any]) -> dict[str, Any]:
+    """The rule set's options for a LoRA config's fields (as saved, or as a front-end builds
+    them): a str target is a regex, or PEFT's "all-linear"."""
     options: dict[str, Any] = {"lora_dropout": settings.get("lora_dropout") or 0.0}
     for field, option in _PEFT_FIELDS.items():
         value = settings.get(field)
@@ -723,6 +789,8 @@ def _write_json(
     document: dict[str, Any] = {"rules": rules.name}
     if rules.peft_version is not None:
         document["peft_version"] = rules.peft_version
+        if rules.built is not None:
+            document["built_by"], document["lora_config"] = rules.built_by, rules.built
         document["config"] = rules.config_shown()
     document |= {
         "call": rules.call,
@@ -789,6 +857,9 @@ def _write_text(
     release = f" {rules.peft_version}" if rules.peft_version else ""
     print(f"rules: {rules.name}{release}, called as {call}", file=out)
     if rules.peft_version is not None:
+        if rules.built is not None:
+            built = ", ".join(f"{key}={value!r}" for key, value in rules.built.items())
+            print(f"{rules.built_by} builds: LoraConfig({_cut(built)})", file=out)
         fields = ", ".join(f"{key}={value!r}" for key, value in rules.config_shown().items())
         print(f"config: {_cut(fields)}", file=out)
     if rules.defaults_used:

@@ -60,6 +60,7 @@ def preview(
     rewriting. Raises :class:`Refused` where PEFT would raise.
     """
     notes = []
+    matcher = _with_task_heads(matcher)
     changed = None if module is None else rewritten(matcher, module)
     literal = _outcome(matcher, names, linear, module)
     outcome = literal if changed is None else _outcome(changed, names, linear, module)
@@ -86,6 +87,26 @@ def preview(
         dropped=[name for name in literal.wrapped if name not in after],
         notes=notes,
     )
+
+
+# The heads get_peft_model's task classes (PeftModelForSequenceClassification, ...ForToken-
+# Classification, ...ForQuestionAnswering) add to modules_to_save before matching, in every
+# release: LoRA keeps off them.
+_TASK_HEADS = {
+    "SEQ_CLS": ["classifier", "score"],
+    "TOKEN_CLS": ["classifier", "score"],
+    "QUESTION_ANS": ["qa_outputs"],
+}
+
+
+def _with_task_heads(matcher: PeftMatcher) -> PeftMatcher:
+    task = matcher.task_type
+    heads = _TASK_HEADS.get(str(getattr(task, "value", task)))
+    if heads is None:
+        return matcher
+    settings = matcher.settings
+    settings["modules_to_save"] = [*(settings["modules_to_save"] or ()), *heads]
+    return PeftMatcher(**settings, version=matcher.version)
 
 
 @dataclass(frozen=True)

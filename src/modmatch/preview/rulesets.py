@@ -52,6 +52,9 @@ class Options:
     task_type: str | None = None
     peft_version: str | None = None
     lora_dropout: float = 0.0
+    # Where a training front-end built the LoraConfig: its name, and the config's fields.
+    built_by: str | None = None
+    built: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,9 +90,12 @@ class RuleSet:
     name: str
     call: str
     defaults_used: str | None = None
-    # PEFT's rules only: the release whose rules apply, and the config's task type.
+    # PEFT's rules only: the release whose rules apply, the config's task type, and the
+    # training front-end that built the config (with the fields it built).
     peft_version: str | None = None
     task_type: str | None = None
+    built_by: str | None = None
+    built: dict[str, Any] | None = None
     # Whether the patterns are names and wildcards, for which close names make suggestions
     # (not a PEFT regex).
     literal_patterns = True
@@ -315,6 +321,7 @@ class _PeftRuleSet(RuleSet):
                 f"(it has no default target_modules for model type {model.model_type!r})"
             )
         found = _PeftRuleSet(matcher.with_targets(defaults), self.lora_dropout)
+        found.built_by, found.built = self.built_by, self.built
         shown = defaults if isinstance(defaults, str) else " ".join(sorted(defaults))
         found.defaults_used = (
             f"target_modules is null: PEFT {version}'s defaults for model type "
@@ -572,4 +579,6 @@ def _peft(options: Options) -> RuleSet:
         task_type=options.task_type,
         version=version,
     )
-    return _PeftRuleSet(matcher, options.lora_dropout)
+    found = _PeftRuleSet(matcher, options.lora_dropout)
+    found.built_by, found.built = options.built_by, options.built
+    return found
