@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from modmatch.peft import rules_version
 from modmatch.preview.cli import main
 from modmatch.preview.shapes import SHAPES
+from modmatch.reference.peft import release
 from oracles import oracle
 
 _TINY = {"hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2, "vocab_size": 64}
@@ -179,24 +181,28 @@ def test_peft_rewriting_is_shown(
     tmp_path: Path,
     capsys: Any,
 ) -> None:
+    """PEFT 0.21's rewriting (the installed PEFT's own, or restated where another release is
+    installed), and, where 0.20 or later is installed, the same worked out from PEFT alone."""
     real = oracle("peft")
     folder = _model_folder(tmp_path, model)
-    real.LoraConfig(**config).save_pretrained(str(tmp_path / "adapter"))
-    code, document, err = _preview(
-        capsys, "--peft-config", str(tmp_path / "adapter"), "--hf-config", str(folder)
-    )
+    adapter = tmp_path / "adapter"
+    adapter.write_text(json.dumps({"peft_type": "LORA", **config}))
+    args = ["--peft-config", str(adapter), "--hf-config", str(folder), "--peft-version", "0.21.2"]
+    code, document, err = _preview(capsys, *args)
     assert code == 0, err
     if widened is None:
         assert "rewritten_by_peft" not in document
         return
     assert document["rewritten_by_peft"] == {"widened": widened, "dropped": dropped}
+    if release(rules_version()) < (0, 20):
+        return  # this release rewrites otherwise: test_the_preview_is_what_get_peft_model_wraps
     # The same, worked out from PEFT alone: its literal test and what it wraps.
     literal = _literal(config, _build(folder))
     wrapped = _wrapped(real.get_peft_model(_build(folder), real.LoraConfig(**config)))
     assert sorted(wrapped - literal) == sorted(_unfolded(widened))
     assert sorted(literal - wrapped) == sorted(_unfolded(dropped))
     explain = [arg for name in _unfolded(dropped)[:1] for arg in ("--explain", name)]
-    main(["--peft-config", str(tmp_path / "adapter"), "--hf-config", str(folder), *explain])
+    main([*args, *explain])
     text = capsys.readouterr().out
     assert ("adapts" in text) == bool(widened) and ("drops" in text) == bool(dropped)
     assert ("not selected, dropped by PEFT's rewriting" in text) == bool(dropped)
@@ -248,7 +254,7 @@ def test_refusals_name_peft_s_reason(tmp_path: Path, capsys: Any) -> None:
         ("-t", "o_proj", "--exclude-regex", ".*"): "every module is excluded",
     }
     for args, reason in cases.items():
-        code, _, err = _preview(capsys, *args, "--hf-config", str(folder))
+        code, _, err = _preview(capsys, *args, "--hf-config", str(folder), "--peft-version", "0.21")
         assert code == 2 and reason in err and err.count("\n") == 1, (args, err)
 
 
@@ -311,5 +317,13 @@ def test_emit_warns_where_peft_rewrites_a_str(tmp_path: Path, capsys: Any) -> No
     )
     out, err = capsys.readouterr()
     assert out.strip() == r"model\.layers\.1\.self_attn\.q_b_proj"
-    assert "adapt 60 modules this regex does not select" in err
     assert re.fullmatch(out.strip(), "model.layers.1.self_attn.q_b_proj")
+    # The warning is the installed release's: 0.20 resolves a str to its last segments, 0.19 reads
+    # it as a set of characters (nothing matches), 0.18 does not rewrite.
+    peft = release(rules_version())
+    if peft >= (0, 20):
+        assert "adapt 60 modules this regex does not select" in err
+    elif peft == (0, 19):
+        assert "refuses this config on this model" in err
+    else:
+        assert err == ""

@@ -24,7 +24,7 @@ from ..fold import fold
 from ..frontends import axolotl, llamafactory
 from ..peft import PeftMatcher, exact_target_modules, rules_version
 from .advice import Advice, fused_experts_note, literal_reading, suggestions, why_broader
-from .peft import preview
+from .peft import Refused, preview
 from .report import Report, report
 from .rulesets import CALLS, RULES, InputError, Model, Options, RuleSet, rule_set
 from .shapes import SHAPES, Shape
@@ -144,9 +144,12 @@ def _peft_regex(rules: RuleSet, model: Model, selected: list[str]) -> str:
     names = [name for name, _ in model.modules]
     regex = exact_target_modules(modules, names)
     if model.module is not None:
-        applied = preview(
-            PeftMatcher(regex, version=rules.peft_version), names, set(), model.module
-        )
+        matcher = PeftMatcher(regex, version=rules.peft_version)
+        try:
+            applied = preview(matcher, names, set(), model.module)
+        except Refused as refused:
+            print(f"modmatch: warning: PEFT {matcher.version}: {refused}", file=sys.stderr)
+            return regex
         for note in applied.notes:
             print(f"modmatch: warning: {note}", file=sys.stderr)
         if applied.widened or applied.dropped:
