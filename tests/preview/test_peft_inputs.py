@@ -131,6 +131,8 @@ def test_the_peft_release_decides_layers_pattern_with_layer_0(tmp_path: Path, ca
     code, document, _ = _run(capsys, *args, "--peft-version", "0.21")
     assert code == 0 and document["selected_names"] == ["model.layers.0.self_attn.q_proj"]
     assert document["peft_version"] == "0.21"
+    assert document["patterns"] == [{"pattern": "q_proj", "matched": 126}]
+    assert any("before layers_to_transform" in note for note in document["notes"])
 
 
 def test_null_targets_get_peft_s_defaults_for_the_model_type(tmp_path: Path, capsys: Any) -> None:

@@ -443,6 +443,10 @@ class _PeftRuleSet(RuleSet):
                 "Conv and MultiheadAttention modules and PEFT refuses others (module types are "
                 "known only with --hf-config)"
             )
+        if self.matcher.layers_to_transform is not None and self.patterns:
+            notes.append(
+                "the per-pattern counts are before layers_to_transform: the selection applies it"
+            )
         if self.matcher.all_linear and model.module is None:
             notes.append(
                 f"all-linear: {model.output_embedding!r} taken as the output layer PEFT leaves out"
