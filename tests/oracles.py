@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -23,3 +24,31 @@ def front_end(module: str) -> ModuleType:
     if module.split(".")[0] in os.environ.get("MODMATCH_FRONT_END", "").split(","):
         return importlib.import_module(module)
     return pytest.importorskip(module)
+
+
+# The fields of a LoraConfig that decide what PEFT wraps, or whether it refuses.
+LORA_FIELDS = (
+    "target_modules",
+    "exclude_modules",
+    "target_parameters",
+    "layers_to_transform",
+    "layers_pattern",
+    "modules_to_save",
+    "lora_dropout",
+    "task_type",
+    "r",
+    "lora_alpha",
+    "bias",
+    "use_dora",
+    "peft_type",
+)
+
+
+def wrapped(adapted: Any) -> set[str]:
+    """The base model's module names real PEFT replaced by a tuner layer (nested ones once)."""
+    base_layer = oracle("peft.tuners.tuners_utils").BaseTunerLayer
+    return {
+        name.removeprefix("base_model.model.").replace(".base_layer", "")
+        for name, module in adapted.named_modules()
+        if isinstance(module, base_layer)
+    }

@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from hypothesis import strategies as st
 from modmatch.frontends import axolotl
 from modmatch.peft import PeftMatcher
 from modmatch.preview.peft import Refused, preview
-from oracles import front_end, oracle
+from oracles import LORA_FIELDS, front_end, oracle, wrapped
 
 # Axolotl sends telemetry on import unless told not to; the tests have no network.
 os.environ["AXOLOTL_DO_NOT_TRACK"] = "1"
@@ -66,22 +65,6 @@ MODELS: dict[str, dict[str, Any]] = {
         },
     },
 }
-# The fields of a LoraConfig that decide what PEFT wraps, or whether it refuses.
-FIELDS = (
-    "target_modules",
-    "exclude_modules",
-    "target_parameters",
-    "layers_to_transform",
-    "layers_pattern",
-    "modules_to_save",
-    "lora_dropout",
-    "task_type",
-    "r",
-    "lora_alpha",
-    "bias",
-    "use_dora",
-    "peft_type",
-)
 
 
 def build(kind: str) -> Any:
@@ -138,16 +121,6 @@ def matcher(kwargs: dict[str, Any]) -> PeftMatcher:
     )
 
 
-def wrapped(adapted: Any) -> set[str]:
-    """The base model's module names PEFT replaced by a tuner layer (nested wrappers once)."""
-    base_layer = oracle("peft.tuners.tuners_utils").BaseTunerLayer
-    return {
-        name.removeprefix("base_model.model.").replace(".base_layer", "")
-        for name, module in adapted.named_modules()
-        if isinstance(module, base_layer)
-    }
-
-
 # --- reading -------------------------------------------------------------------------------
 
 
@@ -156,22 +129,6 @@ def test_fixtures_read_as_mappings(name: str) -> None:
     settings = fixture(name)
     assert settings["base_model"]
     assert "lora_r" in settings or "adapter" not in settings
-
-
-def test_a_file_that_is_not_a_mapping_is_refused_by_name(tmp_path: Path) -> None:
-    for text in ("- adapter: lora\n", "", "lora\n"):
-        path = tmp_path / "config.yml"
-        path.write_text(text)
-        with pytest.raises(ValueError, match=re.escape(str(path))):
-            axolotl.read(path)
-
-
-def test_without_pyyaml_the_hint_names_the_extra(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(sys.modules, "yaml", None)  # import yaml fails
-    with pytest.raises(ImportError, match=re.escape("pip install 'modmatch[frontends]'")):
-        axolotl.read(tmp_path / "config.yml")
 
 
 def test_lora_dropout_written_as_an_exponent_is_a_number(tmp_path: Path) -> None:
@@ -373,7 +330,7 @@ def adapter_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def same_fields(ours: Any, theirs: Any) -> None:
-    for field in FIELDS:
+    for field in LORA_FIELDS:
         assert getattr(ours, field) == getattr(theirs, field), field
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from modmatch.frontends import llamafactory
 from modmatch.peft import PeftMatcher
 from modmatch.preview.peft import Refused, preview
-from oracles import front_end, oracle
+from oracles import LORA_FIELDS, front_end, oracle, wrapped
 
 FIXTURES = Path(__file__).parent / "fixtures" / "llamafactory"
 CONFIGS = sorted(path.name for path in FIXTURES.glob("*.yaml"))
@@ -78,21 +78,6 @@ MODELS: dict[str, dict[str, Any]] = {
     },
 }
 COMPOSITE = ("llava", "qwen2_vl", "qwen3_vl", "qwen3_vl_moe")
-FIELDS = (
-    "target_modules",
-    "exclude_modules",
-    "target_parameters",
-    "layers_to_transform",
-    "layers_pattern",
-    "modules_to_save",
-    "lora_dropout",
-    "task_type",
-    "r",
-    "lora_alpha",
-    "bias",
-    "use_dora",
-    "peft_type",
-)
 
 
 def build(kind: str) -> Any:
@@ -127,16 +112,6 @@ def matcher(kwargs: dict[str, Any]) -> PeftMatcher:
         target_parameters=kwargs["target_parameters"],
         task_type=kwargs["task_type"],
     )
-
-
-def wrapped(adapted: Any) -> set[str]:
-    """The base model's module names PEFT replaced by a tuner layer (nested wrappers once)."""
-    base_layer = oracle("peft.tuners.tuners_utils").BaseTunerLayer
-    return {
-        name.removeprefix("base_model.model.").replace(".base_layer", "")
-        for name, module in adapted.named_modules()
-        if isinstance(module, base_layer)
-    }
 
 
 def linear_modules(module: Any) -> list[str]:
@@ -185,22 +160,6 @@ def test_reading_is_omegaconfs(name: str, tmp_path: Path) -> None:
         )
     theirs = omegaconf.OmegaConf.to_container(omegaconf.OmegaConf.load(path))
     assert llamafactory.read(path) == theirs
-
-
-def test_a_file_that_is_not_a_mapping_is_refused_by_name(tmp_path: Path) -> None:
-    for text in ("- lora_target: all\n", "", "lora\n"):
-        path = tmp_path / "config.yaml"
-        path.write_text(text)
-        with pytest.raises(ValueError, match=re.escape(str(path))):
-            llamafactory.read(path)
-
-
-def test_without_pyyaml_the_hint_names_the_extra(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(sys.modules, "yaml", None)  # import yaml fails
-    with pytest.raises(ImportError, match=re.escape("pip install 'modmatch[frontends]'")):
-        llamafactory.read(tmp_path / "config.yaml")
 
 
 # --- the rules, everywhere -----------------------------------------------------------------
@@ -528,7 +487,7 @@ class _SavedAdapter:
 
 
 def same_fields(ours: Any, theirs: Any) -> None:
-    for field in FIELDS:
+    for field in LORA_FIELDS:
         mine, its = getattr(ours, field), getattr(theirs, field)
         if isinstance(its, set):  # resize_vocab's modules_to_save, a set; here a sorted list
             mine = set(mine)

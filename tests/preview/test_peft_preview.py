@@ -15,7 +15,7 @@ from modmatch.peft import rules_version
 from modmatch.preview.cli import main
 from modmatch.preview.shapes import SHAPES
 from modmatch.reference.peft import release
-from oracles import oracle
+from oracles import oracle, wrapped
 
 _TINY = {"hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2, "vocab_size": 64}
 # Full layer and expert counts, tiny hidden sizes.
@@ -98,16 +98,6 @@ def _build(folder: Path) -> Any:
         )
 
 
-def _wrapped(adapted: Any) -> set[str]:
-    """The base model's module names PEFT replaced by a tuner layer (nested wrappers once)."""
-    base_layer = oracle("peft.tuners.tuners_utils").BaseTunerLayer
-    return {
-        name.removeprefix("base_model.model.").replace(".base_layer", "")
-        for name, module in adapted.named_modules()
-        if isinstance(module, base_layer)
-    }
-
-
 def _preview(capsys: Any, *args: str) -> tuple[int, Any, str]:
     code = main(["--rules", "peft", *args, "--json"])
     out, err = capsys.readouterr()
@@ -131,7 +121,7 @@ def test_the_preview_is_what_get_peft_model_wraps(model: str, tmp_path: Path, ca
             assert err.startswith("modmatch: error: ") and err.count("\n") == 1, err
             continue
         assert code == 0, (config, err)
-        assert set(document["selected_names"]) == _wrapped(adapted), config
+        assert set(document["selected_names"]) == wrapped(adapted), config
         assert len(document["selected_names"]) == len(set(document["selected_names"]))
         parameters = sorted(adapted.base_model.targeted_parameter_names)
         assert sorted(document.get("selected_parameters", [])) == parameters, config
@@ -198,9 +188,9 @@ def test_peft_rewriting_is_shown(
         return  # this release rewrites otherwise: test_the_preview_is_what_get_peft_model_wraps
     # The same, worked out from PEFT alone: its literal test and what it wraps.
     literal = _literal(config, _build(folder))
-    wrapped = _wrapped(real.get_peft_model(_build(folder), real.LoraConfig(**config)))
-    assert sorted(wrapped - literal) == sorted(_unfolded(widened))
-    assert sorted(literal - wrapped) == sorted(_unfolded(dropped))
+    adapted = wrapped(real.get_peft_model(_build(folder), real.LoraConfig(**config)))
+    assert sorted(adapted - literal) == sorted(_unfolded(widened))
+    assert sorted(literal - adapted) == sorted(_unfolded(dropped))
     explain = [arg for name in _unfolded(dropped)[:1] for arg in ("--explain", name)]
     main([*args, *explain])
     text = capsys.readouterr().out
@@ -296,7 +286,7 @@ def test_the_preview_on_built_in_shapes_is_what_get_peft_model_wraps(
         assert code == 0 and any("not Linear" in note for note in document["notes"])
         return
     assert code == 0, err
-    assert set(document["selected_names"]) == _wrapped(adapted)
+    assert set(document["selected_names"]) == wrapped(adapted)
 
 
 def test_emit_warns_where_peft_rewrites_a_str(tmp_path: Path, capsys: Any) -> None:
