@@ -309,11 +309,12 @@ def test_emit_warns_where_peft_rewrites_a_str(tmp_path: Path, capsys: Any) -> No
     assert out.strip() == r"model\.layers\.1\.self_attn\.q_b_proj"
     assert re.fullmatch(out.strip(), "model.layers.1.self_attn.q_b_proj")
     # The warning is the installed release's: 0.20 resolves a str to its last segments, 0.19 reads
-    # it as a set of characters (nothing matches), 0.18 does not rewrite.
+    # it as a set of characters (the "1" matches layer 1, which LoRA cannot wrap), 0.18 does not
+    # rewrite.
     peft = release(rules_version())
     if peft >= (0, 20):
         assert "adapt 60 modules this regex does not select" in err
     elif peft == (0, 19):
-        assert "refuses this config on this model" in err
+        assert "PEFT 0.19.1: PEFT cannot wrap model.layers.1 (DeepseekV3DecoderLayer)" in err
     else:
         assert err == ""
