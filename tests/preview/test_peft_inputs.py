@@ -161,3 +161,53 @@ def test_the_model_is_built_as_the_task_type_s_class(tmp_path: Path, capsys: Any
     adapter.write_text('{"target_modules": "all-linear"}')
     code, document, _ = _run(capsys, *args[:4], "--explain", "lm_head")
     assert document["explanations"][0]["rule"] == "all-linear leaves out the output layer"
+
+
+def test_front_end_files_that_are_not_yaml_are_one_line_errors(tmp_path: Path, capsys: Any) -> None:
+    oracle("transformers")
+    pytest.importorskip("yaml")
+    llama = _folder(tmp_path, "llama", _LLAMA)
+    broken = tmp_path / "broken.yml"
+    broken.write_text("adapter: lora\nlora_target_modules: [q_proj\n")
+    twice = tmp_path / "twice.yaml"  # LLaMA-Factory (OmegaConf) refuses a repeated key
+    twice.write_text("do_train: true\nlora_target: q_proj\nlora_target: v_proj\n")
+    for flag, path in (("--axolotl-config", broken), ("--llamafactory-config", twice)):
+        code, document, err = _run(capsys, flag, str(path), "--hf-config", llama)
+        assert code == 2 and "is not valid YAML" in document["error"], err
+        assert err.count("\n") == 1 and document["peft_version"] == rules_version()
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"lora_dropout": 0.1}, "lora_dropout != 0 (it is 0.1)"),
+        ({"use_dora": True}, "use_dora=True"),
+        ({"lora_bias": True}, "lora_bias=True"),
+        ({"use_dora": True, "fan_in_fan_out": True}, "fan_in_fan_out."),
+    ],
+)
+def test_what_param_wrapper_refuses(
+    tmp_path: Path, capsys: Any, setting: dict[str, Any], message: str
+) -> None:
+    oracle("transformers")
+    llama = _folder(tmp_path, "llama", _LLAMA)
+    adapter = tmp_path / "adapter_config.json"
+    config = {"target_modules": ["q_proj"], "target_parameters": ["mlp.down_proj.weight"]}
+    adapter.write_text(json.dumps({**config, **setting}))
+    code, document, _ = _run(capsys, "--peft-config", str(adapter), "--hf-config", llama)
+    assert code == 2 and f"lora.ParamWrapper does not work with {message}" in document["error"]
+    adapter.write_text(json.dumps({"target_modules": ["q_proj"], **setting}))  # no parameter
+    code, document, _ = _run(capsys, "--peft-config", str(adapter), "--hf-config", llama)
+    assert code == 0, document
+
+
+def test_lora_config_s_own_type_checks(tmp_path: Path, capsys: Any) -> None:
+    cases = {
+        '{"target_modules": ["q_proj"], "target_parameters": "o_proj.weight"}': "list of strings",
+        '{"target_modules": ["q_proj"], "task_type": 5}': "Invalid task type: 5",
+    }
+    for text, message in cases.items():
+        adapter = tmp_path / "adapter_config.json"
+        adapter.write_text(text)
+        code, document, _ = _run(capsys, "--peft-config", str(adapter), "--model", "kimi-k2")
+        assert code == 2 and message in document["error"], text

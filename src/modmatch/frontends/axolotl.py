@@ -41,7 +41,10 @@ def read(path: str | Path) -> dict[str, Any]:
     """The YAML file as Axolotl's ``load_cfg`` reads it: ``yaml.safe_load``, a mapping."""
     yaml = _yaml()
     with open(path, encoding="utf-8") as file:
-        settings = yaml.safe_load(file)
+        try:
+            settings = yaml.safe_load(file)
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path} is not valid YAML: {error}") from error
     if not isinstance(settings, dict):
         kind = type(settings).__name__
         raise ValueError(f"{path}: an Axolotl config is a YAML mapping, not {kind}")

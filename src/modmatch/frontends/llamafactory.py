@@ -147,7 +147,10 @@ def read(path: str | Path) -> dict[str, Any]:
     OmegaConf's floats (``1e-4`` too), dates kept as strings and duplicate keys refused."""
     yaml = _yaml()
     with open(path, encoding="utf-8") as file:
-        settings = yaml.load(file, Loader=_loader(yaml))
+        try:
+            settings = yaml.load(file, Loader=_loader(yaml))
+        except yaml.YAMLError as error:  # duplicate keys too
+            raise ValueError(f"{path} is not valid YAML: {error}") from error
     if not isinstance(settings, dict):
         kind = type(settings).__name__
         raise ValueError(f"{path}: a LLaMA-Factory config is a YAML mapping, not {kind}")

@@ -1,5 +1,5 @@
 """The ``modmatch`` command: preview what a pattern list selects on a model, and why, under
-the rules of the seed, NeMo Automodel 0.7, Megatron-Bridge or PEFT 0.21."""
+the rules of the seed, NeMo Automodel 0.7, Megatron-Bridge or PEFT 0.17 to 0.21."""
 
 from __future__ import annotations
 
@@ -202,7 +202,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="modmatch",
         description="Preview which modules LoRA/PEFT target patterns select on a model, with the "
         "exact rules of NeMo Automodel's matcher of July 2025 (the default), NeMo Automodel 0.7, "
-        "Megatron-Bridge or Hugging Face PEFT 0.21.",
+        "Megatron-Bridge or Hugging Face PEFT 0.17 to 0.21.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -264,12 +264,12 @@ def _parser() -> argparse.ArgumentParser:
     peft.add_argument(
         "--axolotl-config",
         metavar="FILE",
-        help="an Axolotl YAML config (needs modmatch[frontends])",
+        help="an Axolotl YAML config, with --hf-config (needs modmatch[frontends])",
     )
     peft.add_argument(
         "--llamafactory-config",
         metavar="FILE",
-        help="a LLaMA-Factory YAML config (needs modmatch[frontends])",
+        help="a LLaMA-Factory YAML config, with --hf-config (needs modmatch[frontends])",
     )
     parser.add_argument(
         "--explain", metavar="NAME", action="append", help="why NAME matched or not"
@@ -281,7 +281,11 @@ def _parser() -> argparse.ArgumentParser:
         help="print only this: peft-regex, a regex for PEFT's target_modules that selects "
         "exactly the modules selected here",
     )
-    parser.add_argument("--strict", action="store_true", help="exit 1 if a pattern matched nothing")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 if a pattern matched nothing or an exclude excluded nothing",
+    )
     return parser
 
 
@@ -388,12 +392,12 @@ def _front_end_options(front_end: tuple[str, Any, str], options: Options, model:
     except OSError as error:
         raise InputError(f"cannot read {path}: {error.strerror}") from error
     except ValueError as error:  # the front-end refuses its settings, or the YAML is not valid
-        raise InputError(f"{path}: {name} refuses it: {error}") from error
+        raise InputError(f"{path}: {' '.join(str(error).split())}") from error
     fields = _lora_options(built)
     if module is axolotl:
         # Axolotl refuses dropout with target_parameters it was given, and patches PEFT's
         # ParamWrapper to take it as 0 for those PEFT's rewriting adds: PEFT never refuses it.
-        fields["lora_dropout"] = 0.0
+        fields["parameter_dropout"] = 0.0
     return dataclasses.replace(options, **fields, built_by=name, built=_jsonable(built))
 
 
@@ -437,7 +441,10 @@ def _read_peft_config(path: str) -> dict[str, Any]:
 def _lora_options(settings: dict[str, Any]) -> dict[str, Any]:
     """The rule set's options for a LoRA config's fields (as saved, or as a front-end builds
     them): a str target is a regex, or PEFT's "all-linear"."""
-    options: dict[str, Any] = {"lora_dropout": settings.get("lora_dropout") or 0.0}
+    options: dict[str, Any] = {
+        "lora_dropout": settings.get("lora_dropout") or 0.0,
+        "flags": tuple(f for f in ("fan_in_fan_out", "lora_bias", "use_dora") if settings.get(f)),
+    }
     for field, option in _PEFT_FIELDS.items():
         value = settings.get(field)
         if field == "target_modules" and isinstance(value, str):
@@ -563,6 +570,11 @@ def _hf_model(path: str, task_type: str | None = None) -> Model:
         raise InputError("--hf-config needs transformers: pip install 'modmatch[hf]'") from error
     import torch
 
+    if not Path(path).exists():
+        raise InputError(
+            f"--hf-config {path}: no such file or folder (a local config.json or model folder; "
+            "modmatch downloads nothing)"
+        )
     file, settings = _read_json(path, "config.json")  # a model folder, as users have it
     if not isinstance(settings, dict) or "model_type" not in settings:
         raise InputError(

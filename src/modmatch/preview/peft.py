@@ -51,13 +51,16 @@ def preview(
     linear: set[str],
     module: Any = None,
     lora_dropout: float = 0.0,
+    flags: Iterable[str] = (),
 ) -> Preview:
     """The outcome of ``get_peft_model(module, config)`` for ``matcher``'s config, under the
     rules of PEFT ``matcher.version``.
 
     ``names`` are the model's module names, ``linear`` what ``"all-linear"`` stands for in it;
     ``module``, the model itself where it was built, adds parameters, module types and PEFT's
-    rewriting. Raises :class:`Refused` where PEFT would raise.
+    rewriting; ``lora_dropout`` and ``flags`` (the LoraConfig options among ``fan_in_fan_out``,
+    ``lora_bias``, ``use_dora`` set true) are what PEFT's ParamWrapper refuses. Raises
+    :class:`Refused` where PEFT would raise.
     """
     notes = []
     matcher = _with_task_heads(matcher)
@@ -65,14 +68,16 @@ def preview(
     literal = _outcome(matcher, names, linear, module)
     outcome = literal if changed is None else _outcome(changed, names, linear, module)
     _refuse(outcome, module, release(matcher.version))
-    if outcome.parameters and lora_dropout != 0:
-        # Raised by LoRA's ParamWrapper, which every selected parameter gets, after the modules
-        # are wrapped and before PEFT checks that something was.
+    # Raised by LoRA's ParamWrapper, which every selected parameter gets, after the modules are
+    # wrapped and before PEFT checks that something was; in PEFT's order.
+    refused = [_WRAPPER_REFUSES[flag] for flag in _WRAPPER_REFUSES if flag in set(flags)]
+    if lora_dropout != 0:
+        refused.insert(0, f"lora_dropout != 0 (it is {lora_dropout!r})")
+    if outcome.parameters and refused:
         added = ", added by PEFT's rewriting for transformers 5" if _added(matcher, outcome) else ""
         raise Refused(
-            "PEFT refuses this config: lora.ParamWrapper does not work with lora_dropout != 0. "
-            f"(lora_dropout is {lora_dropout!r}, and target_parameters selects "
-            f"{len(outcome.parameters):,} parameters{added})"
+            f"PEFT refuses this config: lora.ParamWrapper does not work with {refused[0]}. "
+            f"(target_parameters selects {len(outcome.parameters):,} parameters{added})"
         )
     if outcome.parameters is None:
         notes.append("target_parameters are previewed only with --hf-config")
@@ -214,6 +219,14 @@ def _refuse(outcome: _Outcome, module: Any, peft: tuple[int, int]) -> None:
     raise Refused(f"PEFT refuses this config on this model: {reason}")
 
 
+# The options ParamWrapper refuses after the dropout, in its order, as its messages name them.
+_WRAPPER_REFUSES = {
+    "fan_in_fan_out": "fan_in_fan_out",
+    "lora_bias": "lora_bias=True",
+    "use_dora": "use_dora=True",
+}
+
+
 def _added(matcher: PeftMatcher, outcome: _Outcome) -> bool:
     """Whether PEFT's rewriting, not the config, brought in the target_parameters."""
     return not matcher.target_parameters and bool(outcome.applied.target_parameters)
@@ -263,12 +276,14 @@ def rewritten(matcher: PeftMatcher, module: Any) -> PeftMatcher | None:
 
     if get_checkpoint_conversion_mapping(model_type) is None:
         return None
+    from ..reference import peft_rewriting
+
+    if peft_rewriting.moe_tables(module) is None:
+        return None  # PEFT's function leaves the config as it is: no rewriting to report
     try:
         installed = installed_version()
         if installed is not None and release(installed) == release(matcher.version):
             return _by_peft(matcher, module)
-        from ..reference import peft_rewriting
-
         fields = peft_rewriting.rewritten(matcher.settings, module, release(matcher.version))
     except ValueError as error:  # gate without up, and LoraConfig's own checks
         raise Refused(f"PEFT refuses this config on this model: {error}") from error

@@ -24,6 +24,17 @@ from .report import NameRuleSelects
 __all__ = ["CALLS", "RULES", "Options", "RuleSet", "Verdict", "rule_set"]
 
 RULES = ("seed", "automodel", "megatron-bridge", "peft")
+# PEFT's TaskType values (the same in 0.17 to 0.21).
+_TASK_TYPES = (
+    "SEQ_CLS",
+    "SEQ_2_SEQ_LM",
+    "CAUSAL_LM",
+    "TOKEN_CLS",
+    "QUESTION_ANS",
+    "FEATURE_EXTRACTION",
+)
+# The PEFT release each training front-end pins.
+_PINS = {"Axolotl 0.18.0": "0.19.1", "LLaMA-Factory 0.9.5": "0.18.1"}
 CALLS = ("split", "full-name")
 # How each framework calls its matcher: Megatron-Bridge's walk passes the short name and the
 # parent's path; Automodel's apply_lora_to_linear_modules passes the full name, no prefix.
@@ -52,6 +63,10 @@ class Options:
     task_type: str | None = None
     peft_version: str | None = None
     lora_dropout: float = 0.0
+    # The dropout PEFT's ParamWrapper sees, where a front-end changes it (Axolotl: 0), and the
+    # LoraConfig options it refuses that are set (fan_in_fan_out, lora_bias, use_dora).
+    parameter_dropout: float | None = None
+    flags: tuple[str, ...] = ()
     # Where a training front-end built the LoraConfig: its name, and the config's fields.
     built_by: str | None = None
     built: dict[str, Any] | None = None
@@ -284,10 +299,17 @@ class _AutomodelRuleSet(_NameRuleSet):
 
 
 class _PeftRuleSet(RuleSet):
-    def __init__(self, matcher: PeftMatcher, lora_dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        matcher: PeftMatcher,
+        lora_dropout: float = 0.0,
+        parameter_dropout: float | None = None,
+    ) -> None:
         self.name, self.call, self.matcher = "peft", "full-name", matcher
         self.peft_version, self.task_type = matcher.version, matcher.task_type
         self.lora_dropout = lora_dropout
+        self.parameter_dropout = lora_dropout if parameter_dropout is None else parameter_dropout
+        self.flags: tuple[str, ...] = ()
         self.literal_patterns = not isinstance(matcher.target_modules, str)
         self._previewed: tuple[Model, Preview] | None = None
         # Compiled here, not quietly: a regex that runs on re warns as the other rules' do.
@@ -320,8 +342,10 @@ class _PeftRuleSet(RuleSet):
                 f"PEFT {version} refuses this config on this model: {MISSING} "
                 f"(it has no default target_modules for model type {model.model_type!r})"
             )
-        found = _PeftRuleSet(matcher.with_targets(defaults), self.lora_dropout)
-        found.built_by, found.built = self.built_by, self.built
+        found = _PeftRuleSet(
+            matcher.with_targets(defaults), self.lora_dropout, self.parameter_dropout
+        )
+        found.built_by, found.built, found.flags = self.built_by, self.built, self.flags
         shown = defaults if isinstance(defaults, str) else " ".join(sorted(defaults))
         found.defaults_used = (
             f"target_modules is null: PEFT {version}'s defaults for model type "
@@ -335,7 +359,9 @@ class _PeftRuleSet(RuleSet):
             names = [name for name, _ in model.modules]
             linear = {name for name, is_linear in model.modules if is_linear and name}
             linear.discard(model.output_embedding or "")
-            found = preview(self.matcher, names, linear, model.module, self.lora_dropout)
+            found = preview(
+                self.matcher, names, linear, model.module, self.parameter_dropout, self.flags
+            )
             self._previewed = (model, found)
         return self._previewed[1]
 
@@ -442,6 +468,12 @@ class _PeftRuleSet(RuleSet):
                 f"{others:,} selected modules are not Linear: LoRA wraps Linear, Embedding, "
                 "Conv and MultiheadAttention modules and PEFT refuses others (module types are "
                 "known only with --hf-config)"
+            )
+        pinned = _PINS.get(self.built_by or "")
+        if pinned is not None and release(pinned) != release(self.matcher.version):
+            notes.append(
+                f"{self.built_by} pins PEFT {pinned}: these are PEFT {self.matcher.version}'s "
+                f"rules (--peft-version {pinned} for its)"
             )
         if self.matcher.layers_to_transform is not None and self.patterns:
             notes.append(
@@ -561,6 +593,13 @@ def _peft(options: Options) -> RuleSet:
             raise InputError("--all-linear replaces PEFT's target_modules: drop --target")
         targets = "all-linear"
     # LoraConfig's own checks, with its messages.
+    if isinstance(options.target_parameters, str):
+        raise InputError("`target_parameters` must be a list of strings or None.")
+    if options.task_type is not None and options.task_type not in _TASK_TYPES:
+        raise InputError(
+            f"Invalid task type: {options.task_type!r}. Must be one of the following task "
+            f"types: {', '.join(_TASK_TYPES)}"
+        )
     if isinstance(targets, str) and options.layers_to_transform is not None:
         raise InputError("`layers_to_transform` cannot be used when `target_modules` is a str.")
     if isinstance(targets, str) and options.layers_pattern is not None:
@@ -583,6 +622,6 @@ def _peft(options: Options) -> RuleSet:
         task_type=options.task_type,
         version=version,
     )
-    found = _PeftRuleSet(matcher, options.lora_dropout)
-    found.built_by, found.built = options.built_by, options.built
+    found = _PeftRuleSet(matcher, options.lora_dropout, options.parameter_dropout)
+    found.built_by, found.built, found.flags = options.built_by, options.built, options.flags
     return found

@@ -39,7 +39,7 @@ from .peft import all_linear_names, check_target_module_exists
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["rewritten"]
+__all__ = ["moe_tables", "rewritten"]
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def rewritten(
     without up, ...); an invalid regex fails as in PEFT 0.20 and later, with ``re.error``."""
     if release < (0, 19):
         return None
-    family = _family(model)
+    family = moe_tables(model)
     if family is None:
         return None
     targets = settings.get("target_modules")
@@ -121,7 +121,7 @@ def rewritten(
     return {**settings, "target_modules": kept, "target_parameters": parameters}
 
 
-def _family(model: torch.nn.Module) -> _Moe | None:
+def moe_tables(model: torch.nn.Module) -> _Moe | None:
     """PEFT's tables for ``model``, or None where PEFT leaves its configs alone."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type is None:
