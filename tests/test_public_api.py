@@ -48,6 +48,7 @@ FRAMEWORK_MODULES = {
         "check_target_module_exists",
         "default_targets",
         "exact_target_modules",
+        "installed_is",
         "installed_version",
         "rules_version",
     },

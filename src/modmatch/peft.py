@@ -37,6 +37,7 @@ __all__ = [
     "check_target_module_exists",
     "default_targets",
     "exact_target_modules",
+    "installed_is",
     "installed_version",
     "rules_version",
 ]
@@ -80,6 +81,16 @@ def rules_version(version: str | None = None) -> str:
     return reference.LATEST
 
 
+def installed_is(version: str) -> bool:
+    """Whether the installed PEFT is release ``version``, whose own functions then apply."""
+    installed = installed_version()
+    if installed is None:
+        return False
+    with contextlib.suppress(ValueError):
+        return reference.release(installed) == reference.release(version)
+    return False
+
+
 def default_targets(model_type: str, version: str | None = None) -> set[str] | str | None:
     """What PEFT ``version`` (default: :func:`rules_version`) puts in place of
     ``target_modules=None`` on a model of ``model_type``: the installed PEFT's own table where it
@@ -87,8 +98,7 @@ def default_targets(model_type: str, version: str | None = None) -> set[str] | s
     version = rules_version(version)
     release = reference.release(version)
     table: Mapping[str, Any] = lora_default_targets(release)
-    installed = installed_version()
-    if installed is not None and installed == version:
+    if installed_is(version):
         from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 
         table = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING

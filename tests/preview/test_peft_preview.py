@@ -226,7 +226,7 @@ def test_without_the_release_installed_its_rewriting_is_restated(
     answers = []
     for restated in (False, True):
         if restated:
-            monkeypatch.setattr("modmatch.preview.peft.installed_version", lambda: None)
+            monkeypatch.setattr("modmatch.preview.peft.installed_is", lambda version: False)
         answers.append([_preview(capsys, *case, "--hf-config", str(folder)) for case in cases])
     for case, by_peft, by_rules in zip(cases, *answers, strict=True):
         assert by_peft[:2] == by_rules[:2], case

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..peft import PeftMatcher, installed_version
+from ..peft import PeftMatcher, installed_is
 from ..reference.peft import release
 
 __all__ = ["Preview", "Refused", "preview", "rewritten"]
@@ -265,24 +265,14 @@ def _wrappable(module: Any) -> bool:
 def rewritten(matcher: PeftMatcher, module: Any) -> PeftMatcher | None:
     """The config as PEFT rewrites it for this transformers model before matching, or None
     where PEFT does not rewrite; raises Refused where the rewriting raises."""
-    model_type = getattr(getattr(module, "config", None), "model_type", None)
-    if model_type is None or release(matcher.version) < (0, 19):
-        return None  # PEFT rewrites only transformers models, from 0.19 on
-    import transformers
-
-    if int(transformers.__version__.split(".")[0]) < 5:
-        return None
-    from transformers.conversion_mapping import get_checkpoint_conversion_mapping
-
-    if get_checkpoint_conversion_mapping(model_type) is None:
-        return None
     from ..reference import peft_rewriting
 
-    if peft_rewriting.moe_tables(module) is None:
-        return None  # PEFT's function leaves the config as it is: no rewriting to report
+    # From 0.19, on transformers 5, for the MoE families in PEFT's tables; PEFT's function leaves
+    # every other config as it is, so there is no rewriting to report.
+    if release(matcher.version) < (0, 19) or peft_rewriting.moe_tables(module) is None:
+        return None
     try:
-        installed = installed_version()
-        if installed is not None and release(installed) == release(matcher.version):
+        if installed_is(matcher.version):
             return _by_peft(matcher, module)
         fields = peft_rewriting.rewritten(matcher.settings, module, release(matcher.version))
     except ValueError as error:  # gate without up, and LoraConfig's own checks
