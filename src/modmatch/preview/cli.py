@@ -23,6 +23,8 @@ from ..errors import FallbackWarning, PatternError
 from ..fold import fold
 from ..frontends import axolotl, llamafactory
 from ..peft import PeftMatcher, exact_target_modules, rules_version
+from ..reference.vllm import MAX_LORA_RANK, MAX_LORA_RANKS
+from . import serve
 from .advice import Advice, fused_experts_note, literal_reading, suggestions, why_broader
 from .peft import Refused, preview
 from .report import Report, report
@@ -51,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     rules: RuleSet | None = None
     try:
+        _check_serving(args)
         name, options = _options(args)
         front_end = _front_end(args)
         if front_end is None:
@@ -71,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         selected = rules.selected(model)
         elapsed = time.perf_counter() - start
         regex = _peft_regex(rules, model, selected) if args.emit == "peft-regex" else None
+        served = _serve(args, model, selected)
     except (InputError, PatternError, re.error, TypeError, ValueError) as error:
         message = _one_line(error, args)
         print(f"modmatch: error: {message}", file=sys.stderr)
@@ -90,7 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if regex is not None:
             print(regex)
         elif args.json:
-            _write_json(sys.stdout, args, rules, model, selected, counts, advice, explanations)
+            extra = serve.to_json(*served) if served else {}
+            _write_json(
+                sys.stdout, args, rules, model, selected, counts, advice, explanations, extra
+            )
         else:
             _write_text(sys.stdout, args, rules, model, selected, counts, advice, explanations)
             for pattern in unmatched_excludes:
@@ -103,11 +110,39 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"(matching took {elapsed * 1e3:.0f} ms; reading the model is not counted)",
                 file=sys.stdout,
             )
+            if served:
+                serve.write_text(sys.stdout, args.peft_config, *served)
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader left (`modmatch ... | head`): stop quietly, as other commands do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 1 if args.strict and (unmatched or unmatched_excludes) else 0
+    if served and not served[1].loads:
+        return 2
+    not_served = bool(served and served[1].not_applied)
+    return 1 if args.strict and (unmatched or unmatched_excludes or not_served) else 0
+
+
+def _check_serving(args: argparse.Namespace) -> None:
+    if args.max_lora_rank is not None and not args.serve:
+        raise InputError("--max-lora-rank is the server's: it needs --serve")
+    if args.serve and not (args.peft_config and args.hf_config):
+        raise InputError(
+            "--serve reads a saved adapter and the served model: give --peft-config ADAPTER_DIR "
+            "(the folder save_pretrained wrote) and --hf-config MODEL"
+        )
+
+
+def _serve(
+    args: argparse.Namespace, model: Model, selected: list[str]
+) -> tuple[serve.Audit, Any] | None:
+    """With ``--serve``: the audit of the saved adapter against the modules training adapts,
+    and the engine's verdict on it."""
+    if not args.serve:
+        return None
+    adapter, verdict = serve.check(
+        args.serve, args.peft_config, model, args.hf_config, args.max_lora_rank
+    )
+    return serve.audit(adapter, model, selected), verdict
 
 
 def _write_error(
@@ -270,6 +305,20 @@ def _parser() -> argparse.ArgumentParser:
         "--llamafactory-config",
         metavar="FILE",
         help="a LLaMA-Factory YAML config, with --hf-config (needs modmatch[frontends])",
+    )
+    serving = parser.add_argument_group("serving (--serve)")
+    serving.add_argument(
+        "--serve",
+        choices=serve.ENGINES,
+        help="with --peft-config ADAPTER_DIR (as save_pretrained wrote it) and --hf-config: "
+        "whether the server loads the adapter and which of its modules it applies",
+    )
+    serving.add_argument(
+        "--max-lora-rank",
+        type=int,
+        choices=MAX_LORA_RANKS,
+        metavar="N",
+        help=f"the server's --max-lora-rank (default {MAX_LORA_RANK})",
     )
     parser.add_argument(
         "--explain", metavar="NAME", action="append", help="why NAME matched or not"
@@ -800,6 +849,7 @@ def _write_json(
     counts: Report,
     advice: dict[str, Any],
     explanations: list[dict[str, Any]],
+    extra: dict[str, Any],
 ) -> None:
     document: dict[str, Any] = {"rules": rules.name}
     if rules.peft_version is not None:
@@ -841,6 +891,7 @@ def _write_json(
         }
     if explanations:
         document["explanations"] = explanations
+    document |= extra
     json.dump(document, out, indent=2)
     out.write("\n")
 

@@ -1,0 +1,134 @@
+"""``--serve``: what a saved adapter holds, next to what training adapts, and whether the
+server applies it as trained."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, TextIO
+
+from ..fold import fold
+from ..reference.vllm import MAX_LORA_RANK
+from ..serving import adapter as saved
+from ..serving import vllm
+from .rulesets import Model
+
+__all__ = ["Audit", "audit", "check", "to_json", "write_text"]
+
+ENGINES = ("vllm",)
+
+
+@dataclass(frozen=True)
+class Audit:
+    """The saved adapter: LoRA ranks per module (a fused experts module's rank per expert),
+    the modules saved whole (``modules_to_save``), the embeddings whose base weights PEFT saved
+    beside their LoRA (``save_embedding_layers``), and the modules training adapts that it
+    does not hold."""
+
+    ranks: Mapping[str, tuple[int, ...]]
+    saved_whole: tuple[str, ...]
+    base_weights: tuple[str, ...]
+    not_saved: tuple[str, ...]
+
+
+def audit(adapter: saved.SavedAdapter, model: Model, adapted: list[str]) -> Audit:
+    """Compare the adapter's tensors with ``adapted``, the modules the preview says training
+    wraps."""
+    held = adapter.modules()
+    ranks = {
+        name: tuple(rank // _experts(model, name) for rank in entry.ranks)
+        for name, entry in held.items()
+        if entry.ranks
+    }
+    whole = tuple(name for name, entry in held.items() if "weight" in entry.parts)
+    base = tuple(name for name, entry in held.items() if "base_weight" in entry.parts)
+    return Audit(ranks, whole, base, tuple(name for name in adapted if name not in held))
+
+
+def _experts(model: Model, name: str) -> int:
+    """How many experts a module holds fused (PEFT saves one LoRA pair for them all, its rank
+    times the experts); 1 for any other module."""
+    stacked = model.fused_experts.get(name)
+    if not stacked or model.module is None:
+        return 1
+    return int(getattr(model.module.get_submodule(name), stacked[0]).shape[0])
+
+
+def check(
+    engine: str, path: str, model: Model, model_path: str, max_lora_rank: int | None
+) -> tuple[saved.SavedAdapter, vllm.Verdict]:
+    """The adapter in ``path`` and the engine's verdict on it, served on ``model``."""
+    adapter = saved.read(path)
+    rank = MAX_LORA_RANK if max_lora_rank is None else max_lora_rank
+    return adapter, vllm.check(adapter, model.module.config, model_path, rank)
+
+
+def to_json(found: Audit, verdict: vllm.Verdict) -> dict[str, Any]:
+    document = asdict(verdict)
+    built_in = document.pop("built_in")
+    document["rules"] = "built-in" if built_in else "installed"
+    return {
+        "adapter": {
+            "lora_ranks": {name: list(ranks) for name, ranks in found.ranks.items()},
+            "saved_whole": list(found.saved_whole),
+            "base_weights_saved": list(found.base_weights),
+            "adapted_not_saved": list(found.not_saved),
+        },
+        "serve": document,
+    }
+
+
+def _folded(out: TextIO, names: list[str] | tuple[str, ...]) -> None:
+    for line in fold(names):
+        print(f"  {line}" + (f"  x{line.count:,}" if line.count > 1 else ""), file=out)
+
+
+def write_text(out: TextIO, path: str, found: Audit, verdict: vllm.Verdict) -> None:
+    by_rank: dict[tuple[int, ...], list[str]] = {}
+    for name, ranks in found.ranks.items():
+        by_rank.setdefault(ranks, []).append(name)
+    print(f"adapter {path} holds:", file=out)
+    for ranks, names in sorted(by_rank.items()):
+        shown = " and ".join(map(str, sorted(set(ranks))))
+        print(f"LoRA of rank {shown} on {_count(len(names), 'module')}:", file=out)
+        _folded(out, names)
+    if found.saved_whole:
+        print(f"whole weights of {_count(len(found.saved_whole), 'module')}:", file=out)
+        _folded(out, found.saved_whole)
+    if found.base_weights:
+        print(
+            f"base weights of {_count(len(found.base_weights), 'embedding')}, saved beside their "
+            "LoRA (vLLM serves its own):",
+            file=out,
+        )
+        _folded(out, found.base_weights)
+    if found.not_saved:
+        print(
+            f"warning: training adapts {_count(len(found.not_saved), 'module')} the adapter does "
+            "not hold:",
+            file=out,
+        )
+        _folded(out, found.not_saved)
+    rules = "built-in rules: vLLM is not installed" if verdict.built_in else "installed"
+    engine = f"vLLM {verdict.engine_version} ({rules})"
+    if not verdict.loads:
+        print(f"{engine} refuses the adapter: {verdict.error}", file=out)
+        return
+    print(
+        f"{engine} loads the adapter; it applies {_count(len(verdict.applied), 'module')}:",
+        file=out,
+    )
+    _folded(out, verdict.applied)
+    if verdict.not_applied:
+        print(
+            f"warning: vLLM never applies {_count(len(verdict.not_applied), 'module')} of the "
+            "adapter, without a message (served as the base model there):",
+            file=out,
+        )
+        _folded(out, verdict.not_applied)
+    if verdict.ignored_settings:
+        print(f"warning: vLLM ignores {', '.join(verdict.ignored_settings)}", file=out)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")

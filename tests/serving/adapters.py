@@ -1,0 +1,209 @@
+"""Saved adapters for the serving tests, made as users make them: real PEFT ``get_peft_model``
+and ``save_pretrained`` on tiny transformers models, each beside the config.json of the model it
+is served on."""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_SMALL = {"hidden_size": 64, "intermediate_size": 128, "vocab_size": 256}
+_ATTENTION = {"num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16}
+
+
+def _llama(**extra: Any) -> dict[str, Any]:
+    return {
+        "model_type": "llama",
+        "architectures": ["LlamaForCausalLM"],
+        "num_hidden_layers": 2,
+        **_SMALL,
+        **_ATTENTION,
+        **extra,
+    }
+
+
+MODELS: dict[str, dict[str, Any]] = {
+    "llama": _llama(),
+    "llama-4-layers": _llama(num_hidden_layers=4),
+    "llama-classifier": _llama(architectures=["LlamaForSequenceClassification"], num_labels=2),
+    "gemma3": {
+        "model_type": "gemma3_text",
+        "architectures": ["Gemma3ForCausalLM"],
+        "num_hidden_layers": 2,
+        **_SMALL,
+        **_ATTENTION,
+    },
+    "qwen3-moe": {
+        "model_type": "qwen3_moe",
+        "architectures": ["Qwen3MoeForCausalLM"],
+        "num_hidden_layers": 2,
+        "num_experts": 4,
+        "num_experts_per_tok": 2,
+        "moe_intermediate_size": 32,
+        **_SMALL,
+        **_ATTENTION,
+    },
+    "mixtral": {
+        "model_type": "mixtral",
+        "architectures": ["MixtralForCausalLM"],
+        "num_hidden_layers": 2,
+        "num_local_experts": 4,
+        "num_experts_per_tok": 2,
+        **_SMALL,
+        **_ATTENTION,
+    },
+    "deepseek-v3": {
+        "model_type": "deepseek_v3",
+        "architectures": ["DeepseekV3ForCausalLM"],
+        "num_hidden_layers": 2,
+        "first_k_dense_replace": 1,
+        "n_routed_experts": 4,
+        "n_shared_experts": 1,
+        "num_experts_per_tok": 2,
+        "n_group": 1,
+        "topk_group": 1,
+        "moe_intermediate_size": 32,
+        "q_lora_rank": 32,
+        "kv_lora_rank": 16,
+        "qk_nope_head_dim": 16,
+        "qk_rope_head_dim": 8,
+        "v_head_dim": 16,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        **_SMALL,
+    },
+    "gpt2": {
+        "model_type": "gpt2",
+        "architectures": ["GPT2LMHeadModel"],
+        "n_layer": 2,
+        "n_embd": 64,
+        "n_head": 4,
+        "vocab_size": 256,
+    },
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One adapter: the model it is trained on, its LoraConfig, the model it is served on
+    (the same unless given), and a change to its saved tensor names (a renaming slip)."""
+
+    trained_on: str
+    lora: dict[str, Any]
+    served_on: str | None = None
+    rename: tuple[str, str] | None = None
+    task: str = "CAUSAL_LM"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
+_PARAMETERS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
+
+# The cases of issue 19, each as a user would write it.
+CASES: dict[str, Case] = {
+    "llama-qkvo": Case("llama", {"target_modules": _QKVO}),
+    "llama-mlp": Case("llama", {"target_modules": ["gate_proj", "up_proj", "down_proj"]}),
+    "llama-lm-head": Case("llama", {"target_modules": ["q_proj", "v_proj", "lm_head"]}),
+    "llama-embeddings": Case("llama", {"target_modules": ["q_proj", "embed_tokens"]}),
+    "save-lm-head": Case("llama", {"target_modules": ["q_proj"], "modules_to_save": ["lm_head"]}),
+    "save-embed-tokens": Case(
+        "llama", {"target_modules": ["q_proj"], "modules_to_save": ["embed_tokens"]}
+    ),
+    "classifier-score": Case("llama-classifier", {"target_modules": _QKVO}, task="SEQ_CLS"),
+    "classifier-served-as-causal-lm": Case(
+        "llama-classifier", {"target_modules": ["q_proj"]}, served_on="llama", task="SEQ_CLS"
+    ),
+    "dora": Case("llama", {"target_modules": ["q_proj", "v_proj"], "use_dora": True}),
+    "bias-lora-only": Case("llama", {"target_modules": ["q_proj"], "bias": "lora_only"}),
+    "lora-bias": Case("llama", {"target_modules": ["q_proj"], "lora_bias": True}),
+    "rank-pattern": Case("llama", {"target_modules": _QKVO, "r": 8, "rank_pattern": {"o_proj": 4}}),
+    "rank-pattern-above-maximum": Case(
+        "llama", {"target_modules": _QKVO, "r": 8, "rank_pattern": {"o_proj": 32}}
+    ),
+    "rslora": Case("llama", {"target_modules": _QKVO, "use_rslora": True}),
+    "rank-32": Case("llama", {"target_modules": ["q_proj", "v_proj"], "r": 32}),
+    "qwen3-moe-target-parameters": Case(
+        "qwen3-moe", {"target_modules": ["q_proj"], "target_parameters": _PARAMETERS}
+    ),
+    "qwen3-moe-attention": Case("qwen3-moe", {"target_modules": _QKVO}),
+    "deepseek-v3-kv-b-proj": Case(
+        "deepseek-v3", {"target_modules": ["q_b_proj", "kv_b_proj", "o_proj"]}
+    ),
+    "deepseek-v3-lm-head": Case("deepseek-v3", {"target_modules": ["o_proj", "lm_head"]}),
+    "mixtral-experts": Case(
+        "mixtral", {"target_modules": ["q_proj"], "target_parameters": _PARAMETERS}
+    ),
+    "mixtral-attention": Case("mixtral", {"target_modules": _QKVO}),
+    "gemma3": Case("gemma3", {"target_modules": _QKVO}),
+    "gemma3-embeddings": Case("gemma3", {"target_modules": ["q_proj", "embed_tokens"]}),
+    "wrong-prefix": Case(
+        "llama",
+        {"target_modules": _QKVO},
+        rename=("base_model.model.model.layers.", "base_model.model.model.language_model.layers."),
+    ),
+    "layers-not-served": Case("llama-4-layers", {"target_modules": _QKVO}, served_on="llama"),
+    "trainable-token-indices": Case(
+        "llama", {"target_modules": ["q_proj"], "trainable_token_indices": [3, 5]}
+    ),
+    "pissa": Case("llama", {"target_modules": ["q_proj", "v_proj"], "init_lora_weights": "pissa"}),
+    "gpt2": Case("gpt2", {"target_modules": ["c_attn"], "fan_in_fan_out": True}),
+}
+
+
+def model_folder(root: Path, name: str) -> Path:
+    """A folder holding the config.json of the model ``name``, as transformers writes it."""
+    import transformers
+
+    folder = root / "models" / name
+    if not (folder / "config.json").exists():
+        settings = dict(MODELS[name])
+        config = transformers.AutoConfig.for_model(settings.pop("model_type"), **settings)
+        config.save_pretrained(folder)
+    return folder
+
+
+def make(root: Path, name: str) -> tuple[Path, Path]:
+    """Train nothing, save the case's adapter: (adapter folder, served model's folder)."""
+    import peft
+    import torch
+    import transformers
+
+    case = CASES[name]
+    adapter = root / "adapters" / name
+    served = model_folder(root, case.served_on or case.trained_on)
+    if (adapter / "adapter_config.json").exists():
+        return adapter, served
+    config = transformers.AutoConfig.from_pretrained(model_folder(root, case.trained_on))
+    kind = {
+        "CAUSAL_LM": transformers.AutoModelForCausalLM,
+        "SEQ_CLS": transformers.AutoModelForSequenceClassification,
+    }[case.task]
+    torch.manual_seed(0)
+    model = kind.from_config(config)
+    lora = peft.LoraConfig(task_type=case.task, lora_dropout=0.0, **case.lora)
+    peft.get_peft_model(model, lora).save_pretrained(adapter)
+    if case.rename is not None:
+        _rename(adapter / "adapter_model.safetensors", *case.rename)
+    return adapter, served
+
+
+def _rename(file: Path, old: str, new: str) -> None:
+    """Rewrite the tensor names in a safetensors file (as a conversion script would)."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(file)
+    save_file({name.replace(old, new): t for name, t in tensors.items()}, file)
+
+
+def header_names(file: Path) -> list[str]:
+    """The tensor names in a safetensors file, read from its header."""
+    with file.open("rb") as stream:
+        (size,) = struct.unpack("<Q", stream.read(8))
+        return sorted(k for k in json.loads(stream.read(size)) if k != "__metadata__")
+
+
+Maker = Callable[[str], tuple[Path, Path]]
