@@ -4,9 +4,6 @@ is served on."""
 
 from __future__ import annotations
 
-import json
-import struct
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,13 +194,3 @@ def _rename(file: Path, old: str, new: str) -> None:
 
     tensors = load_file(file)
     save_file({name.replace(old, new): t for name, t in tensors.items()}, file)
-
-
-def header_names(file: Path) -> list[str]:
-    """The tensor names in a safetensors file, read from its header."""
-    with file.open("rb") as stream:
-        (size,) = struct.unpack("<Q", stream.read(8))
-        return sorted(k for k in json.loads(stream.read(size)) if k != "__metadata__")
-
-
-Maker = Callable[[str], tuple[Path, Path]]

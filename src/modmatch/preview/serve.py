@@ -86,10 +86,10 @@ def _folded(out: TextIO, names: list[str] | tuple[str, ...]) -> None:
 def write_text(out: TextIO, path: str, found: Audit, verdict: vllm.Verdict) -> None:
     by_rank: dict[tuple[int, ...], list[str]] = {}
     for name, ranks in found.ranks.items():
-        by_rank.setdefault(ranks, []).append(name)
+        by_rank.setdefault(tuple(sorted(set(ranks))), []).append(name)
     print(f"adapter {path} holds:", file=out)
     for ranks, names in sorted(by_rank.items()):
-        shown = " and ".join(map(str, sorted(set(ranks))))
+        shown = " and ".join(map(str, ranks))
         print(f"LoRA of rank {shown} on {_count(len(names), 'module')}:", file=out)
         _folded(out, names)
     if found.saved_whole:

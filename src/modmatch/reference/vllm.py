@@ -48,7 +48,7 @@ class Layout:
     ``embedding_modules`` of a model that builds no layer for them). ``packed``: each packed
     module's last segment and the modules it holds (``packed_modules_mapping``, with
     ``experts`` expanded per expert). ``renames``: the substring renames of the model's
-    ``hf_to_vllm_mapper`` applied to the adapter's names. ``held_by_attention``: wrapped
+    ``hf_to_vllm_mapper`` applied to the adapter's names (None: the model has no mapper). ``held_by_attention``: wrapped
     modules whose base layer the attention backend keeps and calls itself, so their LoRA never
     runs (MLA's ``kv_b_proj``, vllm-project/vllm#48974). ``head``: a pooling model's
     classification head, with (labels, hidden size).
@@ -59,7 +59,7 @@ class Layout:
     wrapped: tuple[str, ...] = ()
     supported: tuple[str, ...] = ()
     packed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    renames: tuple[tuple[str, str], ...] = ()
+    renames: tuple[tuple[str, str], ...] | None = ()
     held_by_attention: frozenset[str] = frozenset()
     head: tuple[str, int, int] | None = None
     vocab_size: int | None = None
@@ -231,6 +231,7 @@ def _deepseek(config: Any) -> Layout:
             **({"fused_qkv_a_proj": ("q_a_proj", "kv_a_proj_with_mqa")} if q_lora else {}),
             **_experts(config, "n_routed_experts", ("gate_proj", "down_proj", "up_proj")),
         },
+        renames=None,
         held_by_attention=frozenset(n for n in wrapped if n.endswith(".kv_b_proj")),
         vocab_size=int(_config(config, "vocab_size", 0)),
     )
@@ -259,8 +260,8 @@ ARCHITECTURES: Mapping[str, Callable[[Any], Layout]] = {
 
 
 def layout(config: Any) -> Layout:
-    """The layout vLLM builds for a Hugging Face config (its dict)."""
-    names = config.get("architectures") or []
+    """The layout vLLM builds for a Hugging Face config (transformers' config object)."""
+    names = getattr(config, "architectures", None) or []
     for name in names:
         if name in ARCHITECTURES:
             return ARCHITECTURES[name](config)
@@ -355,16 +356,16 @@ READ_FIELDS = frozenset(
 )
 
 
-def parse_name(tensor: str, renames: tuple[tuple[str, str], ...] = ()) -> tuple[str, bool]:
+def parse_name(tensor: str, renames: tuple[tuple[str, str], ...] | None = None) -> tuple[str, bool]:
     """lora/utils.py:parse_fine_tuned_lora_name: a tensor's module name, as vLLM looks it up,
     and whether it is a LoRA A. PEFT's prefix goes (with the model's renames applied after it);
     a classification head's weights are named by the head alone."""
     name = tensor
     if name.startswith(PREFIX):
         name = name.replace(PREFIX, "")
-        if renames:
+        if renames is not None:  # a mapper puts the prefix back, whatever it renames
             name = PREFIX + _rename(name, renames)
-    elif renames:
+    elif renames is not None:
         name = _rename(name, renames)
     start = 2 if name.startswith(PREFIX) else 0
     parts = name.split(".")
@@ -451,7 +452,7 @@ def _check_unexpected(tensors: list[str], model: Layout, saved: Iterable[str], f
             unexpected.append(module)
     if unexpected:
         raise Refused(
-            f"While loading {folder}, expected target modules in {sorted(expected)} but "
+            f"While loading {folder}, expected target modules in {_sorted_set(expected)} but "
             f"received {unexpected}. Please verify that the loaded LoRA module is correct"
         )
 
@@ -501,6 +502,11 @@ def _from_tensors(
             f"{sorted(whole)}."
         )
     return loras, whole
+
+
+def _sorted_set(names: set[str]) -> str:
+    """A set as vLLM shows it, its names sorted (vLLM's order follows str hashing)."""
+    return "{" + ", ".join(map(repr, sorted(names))) + "}"
 
 
 def _lookup(loras: Mapping[str, Any], module: str, model: Layout) -> str | None:

@@ -4,14 +4,17 @@ it imports (:mod:`.vllm_run`); elsewhere vLLM 0.33.0's rules, restated in
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from ..reference import vllm as reference
 from .adapter import SavedAdapter, split
 
-__all__ = ["Verdict", "check"]
+__all__ = ["Verdict", "check", "installed"]
 
 # The LoraConfig fields that change what a saved adapter computes, with PEFT's defaults: one
 # of these set, and not read by the server, is served otherwise than trained.
@@ -59,10 +62,7 @@ def check(
 ) -> Verdict:
     """vLLM's verdict on ``adapter`` served on the model of ``model_config`` (transformers'
     config, read from ``model_path``) with ``--max-lora-rank``."""
-    try:
-        from . import vllm_run
-    except ImportError:
-        vllm_run = None  # type: ignore[assignment]
+    vllm_run = installed()
     if vllm_run is not None:
         version, read = vllm_run.VERSION, vllm_run.read_fields()
         run = vllm_run.serve
@@ -92,6 +92,23 @@ def check(
         tuple(name for name in held if name not in applied),
         ignored,
     )
+
+
+def installed() -> ModuleType | None:
+    """The installed vLLM's runner, or None where vLLM is not installed. A vLLM that is
+    installed but does not import is said on stderr, and the built-in rules answer."""
+    if importlib.util.find_spec("vllm") is None:
+        return None
+    try:
+        from . import vllm_run
+    except Exception as error:  # an import can fail by any exception type
+        print(
+            f"modmatch: warning: vLLM is installed but does not import ({error}): the built-in "
+            f"rules of vLLM {reference.VERSION} answer",
+            file=sys.stderr,
+        )
+        return None
+    return vllm_run
 
 
 def _built_in(

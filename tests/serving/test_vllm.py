@@ -1,0 +1,165 @@
+"""``--serve vllm``: the command answers as vLLM 0.33.0's own loading code does.
+
+``vllm_verdicts.json`` is vLLM's answer on each case (``record.py``). Where vLLM is installed
+(the environment .ci/serving builds), the command runs vLLM's own code and must give the
+recorded answer, and so must the built-in rules, in every environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import adapters
+import pytest
+import verdicts
+
+from modmatch.serving import vllm
+
+Made = Callable[[str], tuple[Path, Path]]
+VLLM = vllm.installed()
+if VLLM is None and os.environ.get("MODMATCH_SERVING") == "vllm":
+    # The environment .ci/serving builds: vLLM's own answer must run there, not be skipped.
+    raise RuntimeError("MODMATCH_SERVING=vllm, and vLLM does not import")
+needs_vllm = pytest.mark.skipif(VLLM is None, reason="vLLM is not installed: .ci/serving")
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Made:
+    root = tmp_path_factory.mktemp("serving")
+    return lambda name: adapters.make(root, name)
+
+
+@pytest.fixture
+def built_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The built-in rules answer, as where vLLM is not installed."""
+    monkeypatch.setattr(vllm, "installed", lambda: None)
+
+
+def _kept(answer: dict[str, Any]) -> dict[str, Any]:
+    return {key: answer[key] for key in verdicts.KEPT}
+
+
+def test_every_case_is_recorded() -> None:
+    assert sorted(verdicts.recorded()) == sorted(adapters.CASES)
+
+
+@pytest.mark.usefixtures("built_in")
+@pytest.mark.parametrize("name", sorted(adapters.CASES))
+def test_built_in_rules_answer_as_vllm(name: str, made: Made) -> None:
+    answer = verdicts.serve(*made(name))
+    assert answer["rules"] == "built-in"
+    assert _kept(answer) == verdicts.recorded()[name]
+
+
+@needs_vllm
+@pytest.mark.parametrize("name", sorted(adapters.CASES))
+def test_installed_vllm_answers_as_recorded(name: str, made: Made) -> None:
+    answer = verdicts.serve(*made(name))
+    assert answer["rules"] == "installed"
+    assert _kept(answer) == verdicts.recorded()[name]
+
+
+@needs_vllm
+def test_mla_kv_b_proj_reaches_its_lora_layer_and_is_restated_as_not_applied(
+    made: Made, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vLLM sets kv_b_proj's LoRA; only the restated rule (the attention backend holds its base
+    layer) says it never runs. Without that rule, the installed vLLM's answer applies it."""
+    adapter, model = made("deepseek-v3-kv-b-proj")
+    with_rule = verdicts.serve(adapter, model)
+    assert VLLM is not None
+    monkeypatch.setattr(VLLM, "_held_by_attention", lambda name, config: False)
+    without = verdicts.serve(adapter, model)
+    bypassed = set(without["applied"]) - set(with_rule["applied"])
+    assert (
+        bypassed
+        == set(with_rule["not_applied"])
+        == {f"model.layers.{i}.self_attn.kv_b_proj" for i in (0, 1)}
+    )
+
+
+@pytest.mark.usefixtures("built_in")
+def test_max_lora_rank_is_the_servers(made: Made) -> None:
+    adapter, model = made("rank-32")
+    assert not verdicts.serve(adapter, model)["loads"]
+    assert verdicts.serve(adapter, model, "--max-lora-rank", "32")["loads"]
+
+
+@pytest.mark.usefixtures("built_in")
+def test_strict_fails_on_weights_never_applied(made: Made) -> None:
+    adapter, model = made("wrong-prefix")
+    answer = verdicts.serve(adapter, model, "--strict")
+    assert answer["exit"] == 1 and answer["loads"] and not answer["applied"]
+    assert verdicts.serve(*made("llama-qkvo"), "--strict")["exit"] == 0
+
+
+@pytest.mark.usefixtures("built_in")
+def test_the_audit_finds_an_adapter_saved_without_some_modules(made: Made, tmp_path: Path) -> None:
+    """Training adapts the layers' experts; a conversion that drops them is caught."""
+    source, model = made("mixtral-experts")
+    adapter = tmp_path / "adapter"
+    shutil.copytree(source, adapter)
+    from safetensors.torch import load_file, save_file
+
+    weights = adapter / "adapter_model.safetensors"
+    save_file({k: v for k, v in load_file(weights).items() if ".experts." not in k}, weights)
+    audit = verdicts.serve(adapter, model)["adapter"]
+    assert audit["adapted_not_saved"] == [f"model.layers.{i}.mlp.experts" for i in (0, 1)]
+    assert audit["lora_ranks"] == {f"model.layers.{i}.self_attn.q_proj": [8] for i in (0, 1)}
+
+
+@pytest.mark.usefixtures("built_in")
+def test_the_audit_gives_fused_experts_their_rank_per_expert(made: Made) -> None:
+    audit = verdicts.serve(*made("qwen3-moe-target-parameters"))["adapter"]
+    # PEFT saves one pair per parameter of rank r times the experts (4 here).
+    assert audit["lora_ranks"]["model.layers.0.mlp.experts"] == [8, 8]
+    assert audit["adapted_not_saved"] == []
+
+
+@pytest.mark.usefixtures("built_in")
+def test_the_text_answer(made: Made, capsys: pytest.CaptureFixture[str]) -> None:
+    from modmatch.preview.cli import main
+
+    adapter, model = made("deepseek-v3-kv-b-proj")
+    assert main(["--peft-config", str(adapter), "--hf-config", str(model), "--serve", "vllm"]) == 0
+    text = capsys.readouterr().out
+    assert "vLLM 0.33.0 (built-in rules: vLLM is not installed) loads the adapter" in text
+    assert "  model.layers.{0,1}.self_attn.kv_b_proj  x2\n" in text.split("never applies")[1]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--serve", "vllm", "--hf-config", "MODEL"], "give --peft-config ADAPTER_DIR"),
+        (["--max-lora-rank", "32", "--peft-config", "ADAPTER"], "it needs --serve"),
+    ],
+)
+def test_serving_flags_are_checked(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modmatch.preview.cli import main
+
+    assert main(flags) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("built_in")
+def test_an_adapter_without_safetensors_is_named(
+    made: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modmatch.preview.cli import main
+
+    source, model = made("llama-qkvo")
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    shutil.copy(source / "adapter_config.json", adapter)
+    (adapter / "adapter_model.bin").write_bytes(b"\x80\x02")
+    args = ["--peft-config", str(adapter), "--hf-config", str(model), "--serve", "vllm", "--json"]
+    assert main(args) == 2
+    out = capsys.readouterr().out
+    assert "only adapter_model.safetensors is read" in json.loads(out)["error"]

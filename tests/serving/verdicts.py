@@ -1,0 +1,57 @@
+"""The command's ``--serve vllm`` answer on one saved adapter, in the form the recorded verdicts
+keep: exit code, whether vLLM loads it, its message, and the modules applied and not."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from modmatch.preview.cli import main
+
+RECORDED = Path(__file__).parent / "vllm_verdicts.json"
+# What the record keeps of an answer: all but which rules answered, and the adapter audit.
+KEPT = ("exit", "loads", "error", "applied", "not_applied", "ignored_settings")
+
+
+def serve(adapter: Path, model: Path, *flags: str) -> dict[str, Any]:
+    """Run the command in this process (vLLM, where installed, is imported once) and read its
+    JSON answer."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        code = main(
+            ["--peft-config", str(adapter), "--hf-config", str(model), "--serve", "vllm", "--json"]
+            + list(flags)
+        )
+    document = json.loads(out.getvalue())
+    served = document["serve"]
+    return {
+        "exit": code,
+        "rules": served["rules"],
+        "loads": served["loads"],
+        "error": _general(served["error"], adapter, model),
+        "applied": served["applied"],
+        "not_applied": served["not_applied"],
+        "ignored_settings": served["ignored_settings"],
+        "adapter": document["adapter"],
+    }
+
+
+def _general(error: str | None, adapter: Path, model: Path) -> str | None:
+    """A message without this run's paths, a set's names in order (vLLM shows a Python set)."""
+    if error is None:
+        return None
+    error = error.replace(str(adapter.resolve()), "ADAPTER").replace(str(adapter), "ADAPTER")
+    error = error.replace(str(model), "MODEL")
+    return re.sub(
+        r"\{('[^{}]*')\}",
+        lambda m: "{" + ", ".join(sorted(m.group(1).split(", "))) + "}",
+        error,
+    )
+
+
+def recorded() -> dict[str, dict[str, Any]]:
+    return json.loads(RECORDED.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
