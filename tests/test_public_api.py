@@ -53,6 +53,8 @@ FRAMEWORK_MODULES = {
         "rules_version",
     },
     "modmatch.preview.peft": {"Preview", "Refused", "preview", "rewritten"},
+    "modmatch.serving.adapter": {"Held", "SavedAdapter", "read", "split"},
+    "modmatch.serving.vllm": {"Verdict", "check", "installed"},
 }
 
 
@@ -68,7 +70,7 @@ def test_framework_modules_import_neither_torch_nor_the_frameworks() -> None:
     imports = "; ".join(f"import {name}" for name in FRAMEWORK_MODULES)
     code = (
         f"import sys; {imports}; "
-        "print(sorted(m for m in ('torch', 'peft', 'nemo_automodel', 'megatron', 'transformers') "
+        "print(sorted(m for m in ('torch', 'peft', 'nemo_automodel', 'megatron', 'transformers', 'vllm') "
         "if m in sys.modules))"
     )
     result = subprocess.run(
@@ -83,6 +85,7 @@ LAYERS = [
     {"engine"},
     {"matcher", "automodel", "megatron_bridge", "peft"},
     {"frontends"},
+    {"serving"},
     {"preview"},
     {"__init__", "__main__"},
 ]

@@ -22,10 +22,8 @@ def serve(adapter: Path, model: Path, *flags: str) -> dict[str, Any]:
     JSON answer."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-        code = main(
-            ["--peft-config", str(adapter), "--hf-config", str(model), "--serve", "vllm", "--json"]
-            + list(flags)
-        )
+        args = ["--peft-config", str(adapter), "--hf-config", str(model), "--serve", "vllm"]
+        code = main([*args, "--json", *flags])
     document = json.loads(out.getvalue())
     served = document["serve"]
     return {

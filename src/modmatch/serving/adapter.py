@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Held", "SavedAdapter", "read"]
+__all__ = ["Held", "SavedAdapter", "read", "split"]
 
 CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"

@@ -67,10 +67,9 @@ def serve(
             process_weights_after_loading(model, config.model_config, torch.device("meta"))
             runner = LoRAModelRunnerMixin()
             runner.load_lora_model(model, config, torch.device("cpu"))
-            found = _Traced.found
-            found.clear()
+            found: set[str] = set()
             manager = runner.lora_manager
-            manager._lora_model_cls = _Traced
+            manager._lora_model_cls = _traced(found)
             try:
                 runner.add_lora(LoRARequest("adapter", ADAPTER_ID, str(adapter.path.resolve())))
             except Exception as error:  # vLLM refuses by several exception types
@@ -116,23 +115,23 @@ def _parallel_groups() -> None:
     parallel_state.initialize_model_parallel()
 
 
-class _Traced(LoRAModel):  # type: ignore[misc]
-    """vLLM's LoRAModel, noting each name the LoRA manager looked up and found (LoRA weights,
-    or a classification head saved whole)."""
+def _traced(found: set[str]) -> type:
+    """vLLM's LoRAModel, noting in ``found`` each name the LoRA manager looked up and found
+    (LoRA weights, or a classification head saved whole)."""
 
-    found: set[str] = set()
+    class Traced(LoRAModel):  # type: ignore[misc]
+        def get_lora(self, module_name: str) -> Any:
+            return noted(module_name, super().get_lora(module_name))
 
-    def get_lora(self, module_name: str) -> Any:
-        return self._noted(module_name, super().get_lora(module_name))
+        def get_module_to_save(self, module_name: str) -> Any:
+            return noted(module_name, super().get_module_to_save(module_name))
 
-    def get_module_to_save(self, module_name: str) -> Any:
-        return self._noted(module_name, super().get_module_to_save(module_name))
-
-    @staticmethod
-    def _noted(module_name: str, weights: Any) -> Any:
+    def noted(module_name: str, weights: Any) -> Any:
         if weights is not None:
-            _Traced.found.add(module_name)
+            found.add(module_name)
         return weights
+
+    return Traced
 
 
 def _held_by_attention(name: str, config: Any) -> bool:
