@@ -4,7 +4,7 @@ is served on."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,9 @@ class Case:
     served_on: str | None = None
     rename: tuple[str, str] | None = None
     task: str = "CAUSAL_LM"
-    extra: dict[str, Any] = field(default_factory=dict)
+    # LoRA pairs added per expert, as transformers 4 named them (one module per expert): the
+    # projections, on every expert of every layer (an adapter trained before transformers 5).
+    per_expert: tuple[str, ...] = ()
 
 
 _QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -127,6 +129,15 @@ CASES: dict[str, Case] = {
         "qwen3-moe", {"target_modules": ["q_proj"], "target_parameters": _PARAMETERS}
     ),
     "qwen3-moe-attention": Case("qwen3-moe", {"target_modules": _QKVO}),
+    "qwen3-moe-per-expert": Case(
+        "qwen3-moe", {"target_modules": ["q_proj"]}, per_expert=("gate_proj", "up_proj", "down_proj")
+    ),
+    "qwen3-moe-per-expert-without-up": Case(
+        "qwen3-moe", {"target_modules": ["q_proj"]}, per_expert=("gate_proj", "down_proj")
+    ),
+    "mixtral-per-expert": Case(
+        "mixtral", {"target_modules": ["q_proj"]}, per_expert=("w1", "w2", "w3")
+    ),
     "deepseek-v3-kv-b-proj": Case(
         "deepseek-v3", {"target_modules": ["q_b_proj", "kv_b_proj", "o_proj"]}
     ),
@@ -183,14 +194,29 @@ def make(root: Path, name: str) -> tuple[Path, Path]:
     model = kind.from_config(config)
     lora = peft.LoraConfig(task_type=case.task, lora_dropout=0.0, **case.lora)
     peft.get_peft_model(model, lora).save_pretrained(adapter)
-    if case.rename is not None:
-        _rename(adapter / "adapter_model.safetensors", *case.rename)
+    if case.rename is not None or case.per_expert:
+        _rewrite(adapter / "adapter_model.safetensors", case, config)
     return adapter, served
 
 
-def _rename(file: Path, old: str, new: str) -> None:
-    """Rewrite the tensor names in a safetensors file (as a conversion script would)."""
+def _rewrite(file: Path, case: Case, config: Any) -> None:
+    """Rename the saved tensors, or add per-expert ones, as a conversion script would."""
+    import torch
     from safetensors.torch import load_file, save_file
 
     tensors = load_file(file)
-    save_file({name.replace(old, new): t for name, t in tensors.items()}, file)
+    if case.rename is not None:
+        tensors = {name.replace(*case.rename): t for name, t in tensors.items()}
+    rank = case.lora.get("r", 8)
+    hidden, inner = config.hidden_size, getattr(config, "moe_intermediate_size", None)
+    inner = inner or config.intermediate_size
+    block = "block_sparse_moe" if config.model_type == "mixtral" else "mlp"
+    for layer in range(config.num_hidden_layers):
+        for expert in range(config.num_local_experts if case.per_expert else 0):
+            for projection in case.per_expert:
+                inward = projection in ("gate_proj", "up_proj", "w1", "w3")
+                size_in, size_out = (hidden, inner) if inward else (inner, hidden)
+                name = f"base_model.model.model.layers.{layer}.{block}.experts.{expert}.{projection}"
+                tensors[f"{name}.lora_A.weight"] = torch.zeros(rank, size_in)
+                tensors[f"{name}.lora_B.weight"] = torch.zeros(size_out, rank)
+    save_file(tensors, file)

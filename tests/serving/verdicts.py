@@ -39,9 +39,12 @@ def serve(adapter: Path, model: Path, *flags: str) -> dict[str, Any]:
 
 
 def _general(error: str | None, adapter: Path, model: Path) -> str | None:
-    """A message without this run's paths, a set's names in order (vLLM shows a Python set)."""
+    """A message without this run's paths, a set's names in order (vLLM shows a Python set);
+    vLLM's bare asserts have no message, where the built-in rules say which module failed."""
     if error is None:
         return None
+    if error.startswith("AssertionError"):
+        return "AssertionError"
     error = error.replace(str(adapter.resolve()), "ADAPTER").replace(str(adapter), "ADAPTER")
     error = error.replace(str(model), "MODEL")
     return re.sub(
