@@ -163,3 +163,20 @@ def test_an_adapter_without_safetensors_is_named(
     assert main(args) == 2
     out = capsys.readouterr().out
     assert "only adapter_model.safetensors is read" in json.loads(out)["error"]
+
+
+@pytest.mark.usefixtures("built_in")
+def test_modules_not_applied_say_why(made: Made) -> None:
+    document = verdicts.serve(*made("mixtral-experts"))["why"]
+    assert document == {
+        f"model.layers.{i}.mlp.experts": "the served model has no module of this name; it has "
+        f"model.layers.{i}.block_sparse_moe.experts"
+        for i in (0, 1)
+    }
+    layers = verdicts.serve(*made("layers-not-served"))["why"]
+    assert set(layers.values()) == {"the served model has no module of this name"}
+    assert verdicts.serve(*made("deepseek-v3-kv-b-proj"))["why"] == {
+        f"model.layers.{i}.self_attn.kv_b_proj": "the attention backend computes with its base "
+        "weights (MLA)"
+        for i in (0, 1)
+    }

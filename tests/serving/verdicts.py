@@ -13,7 +13,8 @@ from typing import Any
 from modmatch.preview.cli import main
 
 RECORDED = Path(__file__).parent / "vllm_verdicts.json"
-# What the record keeps of an answer: all but which rules answered, and the adapter audit.
+# What the record keeps of an answer: all but which rules answered, the reasons (from the
+# restated layout on both) and the adapter audit.
 KEPT = ("exit", "loads", "error", "applied", "not_applied", "ignored_settings")
 
 
@@ -34,6 +35,7 @@ def serve(adapter: Path, model: Path, *flags: str) -> dict[str, Any]:
         "applied": served["applied"],
         "not_applied": served["not_applied"],
         "ignored_settings": served["ignored_settings"],
+        "why": served["not_applied_why"],
         "adapter": document["adapter"],
     }
 

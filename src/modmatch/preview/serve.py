@@ -67,6 +67,7 @@ def to_json(found: Audit, verdict: vllm.Verdict) -> dict[str, Any]:
     document = asdict(verdict)
     built_in = document.pop("built_in")
     document["rules"] = "built-in" if built_in else "installed"
+    document["not_applied_why"] = document.pop("why")
     return {
         "adapter": {
             "lora_ranks": {name: list(ranks) for name, ranks in found.ranks.items()},
@@ -125,9 +126,27 @@ def write_text(out: TextIO, path: str, found: Audit, verdict: vllm.Verdict) -> N
             "adapter, without a message (served as the base model there):",
             file=out,
         )
-        _folded(out, verdict.not_applied)
+        _folded_why(out, verdict)
     if verdict.ignored_settings:
         print(f"warning: vLLM ignores {', '.join(verdict.ignored_settings)}", file=out)
+
+
+def _folded_why(out: TextIO, verdict: vllm.Verdict) -> None:
+    """The modules not applied, folded by reason; a module the served model names otherwise
+    with the names it has."""
+    by_reason: dict[str, list[str]] = {}
+    instead = "; it has "
+    for module in verdict.not_applied:
+        by_reason.setdefault(verdict.why.get(module, "").partition(instead)[0], []).append(module)
+    for reason, modules in by_reason.items():
+        _folded(out, modules)
+        named = [found for m in modules if (found := verdict.why[m].partition(instead)[2])]
+        if named:
+            print(f"    {reason}; it has:", file=out)
+            for line in fold(named):
+                print(f"      {line}", file=out)
+        elif reason:
+            print(f"    {reason}", file=out)
 
 
 def _count(number: int, noun: str) -> str:

@@ -20,6 +20,7 @@ __all__ = [
     "VERSION",
     "Layout",
     "Refused",
+    "counterpart",
     "layout",
     "parse_name",
     "serve",
@@ -502,6 +503,33 @@ def _from_tensors(
             f"{sorted(whole)}."
         )
     return loras, whole
+
+
+def counterpart(module: str, model: Layout) -> str | None:
+    """For an adapter module no LoRA layer looks up: the name a served module would take its
+    weights under (its own, or a packed module's parts') with the same last segment and
+    the same numbers, sharing the longest ending with ``module``; None where there is none."""
+    parts = module.split(".")
+    numbers = [p for p in parts if p.isdigit()]
+    best, shared = None, 0
+    for wrapped in model.wrapped:
+        parent, _, last = wrapped.rpartition(".")
+        for child in (last, *model.packed.get(last, ())):
+            name = f"{parent}.{child}" if parent else child
+            other = name.split(".")
+            if other[-1] != parts[-1] or [p for p in other if p.isdigit()] != numbers:
+                continue
+            common = next(
+                (
+                    i
+                    for i, (a, b) in enumerate(zip(reversed(parts), reversed(other), strict=False))
+                    if a != b
+                ),
+                min(len(parts), len(other)),
+            )
+            if common > shared:
+                best, shared = name, common
+    return best
 
 
 def _sorted_set(names: set[str]) -> str:

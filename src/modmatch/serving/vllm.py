@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -52,6 +52,8 @@ class Verdict:
     applied: tuple[str, ...]
     not_applied: tuple[str, ...]
     ignored_settings: tuple[str, ...]
+    # Why each module is not applied, where the restated layout of the model says.
+    why: Mapping[str, str] = field(default_factory=dict)
 
 
 def check(
@@ -82,6 +84,7 @@ def check(
             "vllm", version, vllm_run is None, False, _one_line(refused), (), tuple(held), ignored
         )
     applied = {split(tensor)[0] for tensor in applied_tensors}
+    not_applied = tuple(name for name in held if name not in applied)
     return Verdict(
         "vllm",
         version,
@@ -89,9 +92,31 @@ def check(
         True,
         None,
         tuple(name for name in held if name in applied),
-        tuple(name for name in held if name not in applied),
+        not_applied,
         ignored,
+        _why(not_applied, model_config),
     )
+
+
+def _why(modules: tuple[str, ...], model_config: Any) -> dict[str, str]:
+    """Why vLLM never applies each module: the served model computes without its LoRA layer,
+    or has no module of that name (and which it has instead)."""
+    try:
+        model = reference.layout(model_config)
+    except ValueError:  # an architecture the restated rules do not know
+        return {}
+    why = {}
+    for module in modules:
+        if module in model.held_by_attention:
+            why[module] = "the attention backend computes with its base weights (MLA)"
+            continue
+        found = reference.counterpart(module, model)
+        why[module] = (
+            f"the served model has no module of this name; it has {found}"
+            if found is not None
+            else "the served model has no module of this name"
+        )
+    return why
 
 
 def installed() -> ModuleType | None:
