@@ -130,7 +130,9 @@ CASES: dict[str, Case] = {
     ),
     "qwen3-moe-attention": Case("qwen3-moe", {"target_modules": _QKVO}),
     "qwen3-moe-per-expert": Case(
-        "qwen3-moe", {"target_modules": ["q_proj"]}, per_expert=("gate_proj", "up_proj", "down_proj")
+        "qwen3-moe",
+        {"target_modules": ["q_proj"]},
+        per_expert=("gate_proj", "up_proj", "down_proj"),
     ),
     "qwen3-moe-per-expert-without-up": Case(
         "qwen3-moe", {"target_modules": ["q_proj"]}, per_expert=("gate_proj", "down_proj")
@@ -216,7 +218,9 @@ def _rewrite(file: Path, case: Case, config: Any) -> None:
             for projection in case.per_expert:
                 inward = projection in ("gate_proj", "up_proj", "w1", "w3")
                 size_in, size_out = (hidden, inner) if inward else (inner, hidden)
-                name = f"base_model.model.model.layers.{layer}.{block}.experts.{expert}.{projection}"
+                name = (
+                    f"base_model.model.model.layers.{layer}.{block}.experts.{expert}.{projection}"
+                )
                 tensors[f"{name}.lora_A.weight"] = torch.zeros(rank, size_in)
                 tensors[f"{name}.lora_B.weight"] = torch.zeros(size_out, rank)
     save_file(tensors, file)
