@@ -139,9 +139,7 @@ def _serve(
     and the engine's verdict on it."""
     if not args.serve:
         return None
-    adapter, verdict = serve.check(
-        args.serve, args.peft_config, model, args.hf_config, args.max_lora_rank
-    )
+    adapter, verdict = serve.check(args.peft_config, model, args.hf_config, args.max_lora_rank)
     return serve.audit(adapter, model, selected), verdict
 
 

@@ -15,6 +15,7 @@ from .rulesets import Model
 
 __all__ = ["Audit", "audit", "check", "to_json", "write_text"]
 
+# The servers --serve knows.
 ENGINES = ("vllm",)
 
 
@@ -55,9 +56,9 @@ def _experts(model: Model, name: str) -> int:
 
 
 def check(
-    engine: str, path: str, model: Model, model_path: str, max_lora_rank: int | None
+    path: str, model: Model, model_path: str, max_lora_rank: int | None
 ) -> tuple[saved.SavedAdapter, vllm.Verdict]:
-    """The adapter in ``path`` and the engine's verdict on it, served on ``model``."""
+    """The adapter in ``path`` and vLLM's verdict on it, served on ``model``."""
     adapter = saved.read(path)
     rank = MAX_LORA_RANK if max_lora_rank is None else max_lora_rank
     return adapter, vllm.check(adapter, model.module.config, model_path, rank)

@@ -31,6 +31,7 @@ VERSION = "0.33.0"
 # vllm/config/lora.py: LoRAConfig.max_lora_rank's default and its allowed values.
 MAX_LORA_RANK = 16
 MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+# What PEFT's save_pretrained puts before every module name.
 PREFIX = "base_model.model."
 # The id the command gives its one adapter request (it appears in one of vLLM's messages).
 ADAPTER_ID = 1
@@ -49,10 +50,10 @@ class Layout:
     ``embedding_modules`` of a model that builds no layer for them). ``packed``: each packed
     module's last segment and the modules it holds (``packed_modules_mapping``, with
     ``experts`` expanded per expert). ``renames``: the substring renames of the model's
-    ``hf_to_vllm_mapper`` applied to the adapter's names (None: the model has no mapper). ``held_by_attention``: wrapped
-    modules whose base layer the attention backend keeps and calls itself, so their LoRA never
-    runs (MLA's ``kv_b_proj``, vllm-project/vllm#48974). ``head``: a pooling model's
-    classification head, with (labels, hidden size).
+    ``hf_to_vllm_mapper`` applied to the adapter's names (None: the model has no mapper).
+    ``held_by_attention``: wrapped modules whose base layer the attention backend keeps and
+    calls itself, so their LoRA never runs (MLA's ``kv_b_proj``, vllm-project/vllm#48974).
+    ``head``: a pooling model's classification head, with (labels, hidden size).
     """
 
     architecture: str
@@ -415,12 +416,13 @@ def serve(
     """The adapter's tensors whose weights vLLM applies when it serves one saved adapter
     (``config`` and its tensors' names and shapes) on ``model``; raises :class:`Refused` with
     vLLM's message where vLLM refuses it. ``folder`` and ``model_path`` are the adapter's and
-    the model's paths, as vLLM names them in its messages. Every other tensor is loaded and never applied, without a message."""
+    the model's paths, as vLLM names them in its messages. Every other tensor is loaded and
+    never applied, without a message."""
     if not model.supports_lora:
         # config/lora.py:LoRAConfig.verify_with_model_config, at engine start.
         raise Refused(
-            f"LoRA is not supported for {model.architecture} ({model_path}). Supported models implement the "
-            "`SupportsLoRA` interface. Run this model without `enable_lora`."
+            f"LoRA is not supported for {model.architecture} ({model_path}). Supported models "
+            "implement the `SupportsLoRA` interface. Run this model without `enable_lora`."
         )
     validate_config(config, max_lora_rank)
     tensors = sorted(shapes)
@@ -458,23 +460,16 @@ def _check_unexpected(tensors: list[str], model: Layout, saved: Iterable[str], f
         )
 
 
-@dataclass
-class _Lora:
-    a: bool = False
-    b: bool = False
-    peft_name: str = ""
-
-
 def _from_tensors(
     tensors: list[str],
     shapes: Mapping[str, tuple[int, ...]],
     model: Layout,
     config: Mapping[str, Any],
-) -> tuple[dict[str, _Lora], dict[str, set[str]]]:
-    """lora_model.py:LoRAModel.from_lora_tensors: the LoRA pairs by module name, and the
-    classification head saved whole (at most one)."""
+) -> tuple[dict[str, bool], dict[str, set[str]]]:
+    """lora_model.py:LoRAModel.from_lora_tensors: the LoRA modules by name (whether each has
+    its A), and the classification head saved whole (at most one)."""
     saved = set(config.get("modules_to_save") or ())
-    loras: dict[str, _Lora] = {}
+    loras: dict[str, bool] = {}
     whole: dict[str, set[str]] = {}
     for tensor in tensors:
         if _is_base_embedding(tensor):
@@ -483,7 +478,7 @@ def _from_tensors(
         if module in saved:
             whole.setdefault(module, set()).add(tensor.rpartition(".")[2])
             continue
-        lora = loras.setdefault(module, _Lora(peft_name=parse_name(tensor)[0]))
+        loras.setdefault(module, False)
         if is_a:
             vocabulary = shapes[tensor][1] if len(shapes[tensor]) > 1 else None
             if tensor.endswith("lora_embedding_A") and vocabulary != model.vocab_size:
@@ -491,9 +486,7 @@ def _from_tensors(
                     f"The embedding LoRA size({vocabulary}) must be consistent with the base "
                     f"model's vocabulary size({model.vocab_size})."
                 )
-            lora.a = True
-        else:
-            lora.b = True
+            loras[module] = True
     for module, parameters in whole.items():
         if "weight" not in parameters:
             raise Refused(f"Full module {module!r} is missing weight.")
@@ -551,13 +544,13 @@ def _is_experts(module: str) -> bool:
     return module.rpartition(".")[2] == "experts"
 
 
-def _check_moe_format(loras: Mapping[str, _Lora], model: Layout) -> None:
+def _check_moe_format(loras: Mapping[str, bool], model: Layout) -> None:
     """model_manager.py:_validate_moe_lora_format: PEFT's fused (3-D) expert weights, saved
     under the experts module's own name, on a model whose experts vLLM wraps per expert (2-D,
     every model here)."""
     for module in model.wrapped:
         found = _lookup(loras, module, model)
-        if _is_experts(module) and found is not None and loras[found].a:
+        if _is_experts(module) and found is not None and loras[found]:
             raise Refused(
                 f"LoRA adapter {ADAPTER_ID} contains fused 3D MoE weights for {module!r}, but "
                 "the model uses a 2D MoE LoRA wrapper. Start the engine with "
@@ -592,7 +585,7 @@ def _check_head(
         )
 
 
-def _activate(loras: Mapping[str, _Lora], whole: Mapping[str, set[str]], model: Layout) -> set[str]:
+def _activate(loras: Mapping[str, bool], whole: Mapping[str, set[str]], model: Layout) -> set[str]:
     """model_manager.py:_create_merged_loras_inplace and activate_adapter: each wrapped module
     looks up its own name, a packed one the names of the modules it holds; a name no wrapped
     module looks up is never read. Gives the names looked up and found whose LoRA runs."""

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..reference.vllm import PREFIX
+
 __all__ = ["Held", "SavedAdapter", "read", "split"]
 
 CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
-# What PEFT's save_pretrained puts before every module name.
-PREFIX = "base_model.model."
 # A safetensors header is a JSON object; real ones are kilobytes to a few megabytes.
 _MAX_HEADER = 100 * 2**20
 
