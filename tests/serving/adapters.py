@@ -4,6 +4,7 @@ is served on."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ def _llama(**extra: Any) -> dict[str, Any]:
 MODELS: dict[str, dict[str, Any]] = {
     "llama": _llama(),
     "llama-4-layers": _llama(num_hidden_layers=4),
+    # Past the largest vocabulary whose output layer vLLM 0.33 gives a LoRA (258,048).
+    "llama-large-vocabulary": _llama(vocab_size=262_144),
     "llama-classifier": _llama(architectures=["LlamaForSequenceClassification"], num_labels=2),
     "gemma3": {
         "model_type": "gemma3_text",
@@ -38,6 +41,28 @@ MODELS: dict[str, dict[str, Any]] = {
         "model_type": "qwen3_moe",
         "architectures": ["Qwen3MoeForCausalLM"],
         "num_hidden_layers": 2,
+        "num_experts": 4,
+        "num_experts_per_tok": 2,
+        "moe_intermediate_size": 32,
+        **_SMALL,
+        **_ATTENTION,
+    },
+    "qwen3-moe-sparse-every-2": {
+        "model_type": "qwen3_moe",
+        "architectures": ["Qwen3MoeForCausalLM"],
+        "num_hidden_layers": 2,
+        "decoder_sparse_step": 2,
+        "num_experts": 4,
+        "num_experts_per_tok": 2,
+        "moe_intermediate_size": 32,
+        **_SMALL,
+        **_ATTENTION,
+    },
+    "qwen3-moe-dense-first": {
+        "model_type": "qwen3_moe",
+        "architectures": ["Qwen3MoeForCausalLM"],
+        "num_hidden_layers": 2,
+        "mlp_only_layers": [0],
         "num_experts": 4,
         "num_experts_per_tok": 2,
         "moe_intermediate_size": 32,
@@ -73,6 +98,26 @@ MODELS: dict[str, dict[str, Any]] = {
         "num_key_value_heads": 4,
         **_SMALL,
     },
+    "deepseek-v2-lite": {
+        "model_type": "deepseek_v3",
+        "architectures": ["DeepseekV3ForCausalLM"],
+        "num_hidden_layers": 2,
+        "first_k_dense_replace": 1,
+        "n_routed_experts": 4,
+        "n_shared_experts": 1,
+        "num_experts_per_tok": 2,
+        "n_group": 1,
+        "topk_group": 1,
+        "moe_intermediate_size": 32,
+        "q_lora_rank": None,
+        "kv_lora_rank": 16,
+        "qk_nope_head_dim": 16,
+        "qk_rope_head_dim": 8,
+        "v_head_dim": 16,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        **_SMALL,
+    },
     "gpt2": {
         "model_type": "gpt2",
         "architectures": ["GPT2LMHeadModel"],
@@ -97,10 +142,22 @@ class Case:
     # LoRA pairs added per expert, as transformers 4 named them (one module per expert): the
     # projections, on every expert of every layer (an adapter trained before transformers 5).
     per_expert: tuple[str, ...] = ()
+    # The first expert's rank, where it differs from the others'.
+    first_expert_rank: int | None = None
+    # The saved tensors whose names hold this are dropped ("" drops them all).
+    drop: str | None = None
+    # LoRA pairs added as (module, in, out): a module the saved model's PEFT would not adapt.
+    added: tuple[tuple[str, int, int], ...] = ()
+    # Fields of adapter_config.json changed after saving.
+    config_changes: tuple[tuple[str, Any], ...] = ()
 
 
 _QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
 _PARAMETERS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
+_DENSE_MLP = tuple(
+    (f"model.layers.0.mlp.{name}", *sizes)
+    for name, sizes in (("gate_proj", (64, 128)), ("up_proj", (64, 128)), ("down_proj", (128, 64)))
+)
 
 # The cases of issue 19, each as a user would write it.
 CASES: dict[str, Case] = {
@@ -161,6 +218,35 @@ CASES: dict[str, Case] = {
     ),
     "pissa": Case("llama", {"target_modules": ["q_proj", "v_proj"], "init_lora_weights": "pissa"}),
     "gpt2": Case("gpt2", {"target_modules": ["c_attn"], "fan_in_fan_out": True}),
+    # Adapters broken on the way: vLLM fails on them without a message of its own.
+    "empty": Case("llama", {"target_modules": _QKVO}, drop=""),
+    "lora-a-only": Case("llama", {"target_modules": ["o_proj"], "lora_alpha": 16}, drop="lora_B"),
+    "lora-b-only": Case("llama", {"target_modules": ["o_proj"]}, drop="lora_A"),
+    "tensors-above-their-rank": Case(
+        "llama", {"target_modules": ["o_proj"], "r": 32}, config_changes=(("r", 8),)
+    ),
+    "experts-of-two-ranks": Case(
+        "qwen3-moe",
+        {"target_modules": ["q_proj"]},
+        per_expert=("gate_proj", "up_proj", "down_proj"),
+        first_expert_rank=4,
+    ),
+    "large-vocabulary": Case("llama-large-vocabulary", {"target_modules": _QKVO}),
+    # The layouts vLLM builds from a config's own switches.
+    # (PEFT's rewriting moves gate/up/down to the experts' parameters on every layer, so the
+    # dense layer's MLP LoRA is added as an adapter trained otherwise would hold it)
+    "qwen3-moe-dense-layer-every-2": Case(
+        "qwen3-moe-sparse-every-2", {"target_modules": ["q_proj"]}, added=_DENSE_MLP
+    ),
+    "qwen3-moe-dense-first-layer": Case(
+        "qwen3-moe-dense-first", {"target_modules": ["q_proj"]}, added=_DENSE_MLP
+    ),
+    "deepseek-v3-q-a-proj": Case(
+        "deepseek-v3", {"target_modules": ["q_a_proj", "kv_a_proj_with_mqa", "o_proj"]}
+    ),
+    "deepseek-v2-lite-attention": Case(
+        "deepseek-v2-lite", {"target_modules": ["q_proj", "kv_a_proj_with_mqa", "kv_b_proj"]}
+    ),
 }
 
 
@@ -196,8 +282,12 @@ def make(root: Path, name: str) -> tuple[Path, Path]:
     model = kind.from_config(config)
     lora = peft.LoraConfig(task_type=case.task, lora_dropout=0.0, **case.lora)
     peft.get_peft_model(model, lora).save_pretrained(adapter)
-    if case.rename is not None or case.per_expert:
+    if case.rename is not None or case.per_expert or case.drop is not None or case.added:
         _rewrite(adapter / "adapter_model.safetensors", case, config)
+    if case.config_changes:
+        saved = json.loads((adapter / "adapter_config.json").read_text())
+        saved.update(case.config_changes)
+        (adapter / "adapter_config.json").write_text(json.dumps(saved))
     return adapter, served
 
 
@@ -209,7 +299,11 @@ def _rewrite(file: Path, case: Case, config: Any) -> None:
     tensors = load_file(file)
     if case.rename is not None:
         tensors = {name.replace(*case.rename): t for name, t in tensors.items()}
-    rank = case.lora.get("r", 8)
+    if case.drop is not None:
+        tensors = {name: t for name, t in tensors.items() if case.drop not in name}
+    for module, size_in, size_out in case.added:
+        tensors[f"base_model.model.{module}.lora_A.weight"] = torch.zeros(8, size_in)
+        tensors[f"base_model.model.{module}.lora_B.weight"] = torch.zeros(size_out, 8)
     hidden, inner = config.hidden_size, getattr(config, "moe_intermediate_size", None)
     inner = inner or config.intermediate_size
     block = "block_sparse_moe" if config.model_type == "mixtral" else "mlp"
@@ -221,6 +315,9 @@ def _rewrite(file: Path, case: Case, config: Any) -> None:
                 name = (
                     f"base_model.model.model.layers.{layer}.{block}.experts.{expert}.{projection}"
                 )
+                rank = case.lora.get("r", 8)
+                if expert == 0 and case.first_expert_rank is not None:
+                    rank = case.first_expert_rank
                 tensors[f"{name}.lora_A.weight"] = torch.zeros(rank, size_in)
                 tensors[f"{name}.lora_B.weight"] = torch.zeros(size_out, rank)
     save_file(tensors, file)

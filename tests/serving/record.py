@@ -21,15 +21,17 @@ from modmatch.serving import vllm  # noqa: E402
 
 
 def main() -> None:
-    if vllm.installed() is None:
-        sys.exit("record.py needs vLLM installed: run it in .venvs/vllm-0.33.0")
+    runner = vllm.installed()
+    if runner is None:
+        sys.exit("record.py needs vLLM 0.33 installed: run it in .venvs/vllm-0.33.0")
     found = {}
     with tempfile.TemporaryDirectory() as root:
         for name in sorted(adapters.CASES):
             answer = verdicts.serve(*adapters.make(Path(root), name))
             found[name] = {key: answer[key] for key in verdicts.KEPT}
             print(name, answer["loads"], answer["error"], file=sys.stderr)
-    verdicts.RECORDED.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
+    document = {"vllm": runner.VERSION, "cases": found}
+    verdicts.RECORDED.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import adapters
 import pytest
 import verdicts
 
+from modmatch.reference import vllm as reference
 from modmatch.serving import vllm
 
 Made = Callable[[str], tuple[Path, Path]]
@@ -44,8 +47,9 @@ def _kept(answer: dict[str, Any]) -> dict[str, Any]:
     return {key: answer[key] for key in verdicts.KEPT}
 
 
-def test_every_case_is_recorded() -> None:
+def test_every_case_is_recorded_by_the_release_restated() -> None:
     assert sorted(verdicts.recorded()) == sorted(adapters.CASES)
+    assert verdicts.recorded_by() == reference.VERSION
 
 
 @pytest.mark.usefixtures("built_in")
@@ -167,16 +171,102 @@ def test_an_adapter_without_safetensors_is_named(
 
 @pytest.mark.usefixtures("built_in")
 def test_modules_not_applied_say_why(made: Made) -> None:
-    document = verdicts.serve(*made("mixtral-experts"))["why"]
-    assert document == {
-        f"model.layers.{i}.mlp.experts": "the served model has no module of this name; it has "
-        f"model.layers.{i}.block_sparse_moe.experts"
+    mixtral = verdicts.serve(*made("mixtral-experts"))["why"]
+    assert mixtral == {
+        f"model.layers.{i}.mlp.experts": {
+            "reason": vllm.NO_SUCH_MODULE,
+            "served_name": f"model.layers.{i}.block_sparse_moe.experts",
+        }
         for i in (0, 1)
     }
+    prefixed = verdicts.serve(*made("wrong-prefix"))["why"]
+    assert prefixed["model.language_model.layers.1.self_attn.q_proj"]["served_name"] == (
+        "model.layers.1.self_attn.q_proj"
+    )
     layers = verdicts.serve(*made("layers-not-served"))["why"]
-    assert set(layers.values()) == {"the served model has no module of this name"}
+    assert {(w["reason"], w["served_name"]) for w in layers.values()} == {
+        (vllm.NO_SUCH_MODULE, None)
+    }
     assert verdicts.serve(*made("deepseek-v3-kv-b-proj"))["why"] == {
-        f"model.layers.{i}.self_attn.kv_b_proj": "the attention backend computes with its base "
-        "weights (MLA)"
+        f"model.layers.{i}.self_attn.kv_b_proj": {
+            "reason": vllm.HELD_BY_ATTENTION,
+            "served_name": None,
+        }
         for i in (0, 1)
     }
+
+
+def test_an_architecture_without_restated_facts_still_answers_where_vllm_runs(
+    made: Made, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The installed vLLM answers for any architecture; the reasons, from the restated
+    layouts, are then left out (here the layouts are made to know none)."""
+    from modmatch.preview.cli import main
+    from modmatch.reference import vllm_models
+
+    adapter, model = made("wrong-prefix")
+    monkeypatch.setattr(vllm, "installed", lambda: _Runner())
+    monkeypatch.setattr(vllm_models, "ARCHITECTURES", {})
+    assert main(["--peft-config", str(adapter), "--hf-config", str(model), "--serve", "vllm"]) == 0
+    text = capsys.readouterr().out
+    assert "vLLM 0.33.0 (installed) loads the adapter; it applies 0 modules" in text
+    assert "model.language_model.layers.{0,1}.self_attn.q_proj  x2" in text
+
+
+class _Runner:
+    """A stand-in for the installed vLLM: loads the adapter and applies nothing."""
+
+    VERSION = "0.33.0"
+
+    @staticmethod
+    def read_fields() -> frozenset[str]:
+        return frozenset()
+
+    @staticmethod
+    def serve(*args: Any) -> frozenset[str]:
+        return frozenset()
+
+
+@needs_vllm
+def test_stdout_is_the_json_answer_where_vllm_logs(made: Made) -> None:
+    """vLLM's own logging writes to stdout; the command keeps it out of its answer."""
+    adapter, model = made("llama-qkvo")
+    env = {**os.environ, "VLLM_CONFIGURE_LOGGING": "1", "VLLM_LOGGING_LEVEL": "DEBUG"}
+    args = ["--peft-config", str(adapter), "--hf-config", str(model), "--serve", "vllm", "--json"]
+    result = subprocess.run(
+        [sys.executable, "-m", "modmatch", *args], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["serve"]["rules"] == "installed"
+
+
+@pytest.mark.usefixtures("built_in")
+def test_the_audit_counts_experts_held_one_module_each(made: Made, tmp_path: Path) -> None:
+    """An adapter trained on transformers 4 (one module per expert) holds the experts that
+    PEFT's rewriting fuses on a transformers-5 model: nothing is missing."""
+    source, model = made("mixtral-per-expert")
+    adapter = tmp_path / "adapter"
+    shutil.copytree(source, adapter)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    config["target_modules"] = ["q_proj", "w1", "w2", "w3"]
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    audit = verdicts.serve(adapter, model)["adapter"]
+    assert audit["adapted_not_saved"] == []
+    (adapter / "adapter_model.safetensors").unlink()
+    shutil.copy(made("mixtral-attention")[0] / "adapter_model.safetensors", adapter)
+    held_attention_only = verdicts.serve(adapter, model)["adapter"]
+    assert held_attention_only["adapted_not_saved"] == [
+        f"model.layers.{i}.mlp.experts" for i in (0, 1)
+    ]
+
+
+@pytest.mark.parametrize("rules", ["built-in", pytest.param("installed", marks=needs_vllm)])
+def test_a_config_file_serves_as_its_folder(
+    rules: str, made: Made, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if rules == "built-in":
+        monkeypatch.setattr(vllm, "installed", lambda: None)
+    adapter, model = made("layers-not-served")
+    from_file = verdicts.serve(adapter, model / "config.json")
+    assert from_file["rules"] == rules
+    assert _kept(from_file) == _kept(verdicts.serve(adapter, model))

@@ -42,11 +42,13 @@ def serve(adapter: Path, model: Path, *flags: str) -> dict[str, Any]:
 
 def _general(error: str | None, adapter: Path, model: Path) -> str | None:
     """A message without this run's paths, a set's names in order (vLLM shows a Python set);
-    vLLM's bare asserts have no message, where the built-in rules say which module failed."""
+    where vLLM fails without a message of its own (an assert, an exception of torch's), the
+    exception's type: the built-in rules give it with what they found."""
     if error is None:
         return None
-    if error.startswith("AssertionError"):
-        return "AssertionError"
+    crashed = re.match(r"(AssertionError|TypeError|RuntimeError|StopIteration)\b", error)
+    if crashed:
+        return crashed.group(1)
     error = error.replace(str(adapter.resolve()), "ADAPTER").replace(str(adapter), "ADAPTER")
     error = error.replace(str(model), "MODEL")
     return re.sub(
@@ -57,4 +59,10 @@ def _general(error: str | None, adapter: Path, model: Path) -> str | None:
 
 
 def recorded() -> dict[str, dict[str, Any]]:
-    return json.loads(RECORDED.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    """Each case's answer from vLLM's own code."""
+    return json.loads(RECORDED.read_text(encoding="utf-8"))["cases"]  # type: ignore[no-any-return]
+
+
+def recorded_by() -> str:
+    """The vLLM release that gave the recorded answers."""
+    return json.loads(RECORDED.read_text(encoding="utf-8"))["vllm"]  # type: ignore[no-any-return]

@@ -49,7 +49,8 @@ _PEFT_FIELDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit code (0 fine, 1 ``--strict`` found an unmatched
-    pattern or exclude, 2 bad input or a config the framework refuses)."""
+    pattern or exclude, or a module the server never applies, 2 bad input, a config the
+    framework refuses, or an adapter the server refuses)."""
     args = _parser().parse_args(argv)
     rules: RuleSet | None = None
     try:
@@ -125,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _check_serving(args: argparse.Namespace) -> None:
     if args.max_lora_rank is not None and not args.serve:
         raise InputError("--max-lora-rank is the server's: it needs --serve")
+    if args.serve and args.emit:
+        raise InputError("--emit prints only a regex: it cannot go with --serve")
     if args.serve and not (args.peft_config and args.hf_config):
         raise InputError(
             "--serve reads a saved adapter and the served model: give --peft-config ADAPTER_DIR "
@@ -331,7 +334,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--strict",
         action="store_true",
-        help="exit 1 if a pattern matched nothing or an exclude excluded nothing",
+        help="exit 1 if a pattern matched nothing, an exclude excluded nothing, or (--serve) the "
+        "server never applies a module of the adapter",
     )
     return parser
 
@@ -351,12 +355,14 @@ patterns (default rules; see --rules for the others):
   linear_proj, linear_fc1, linear_fc2): on a Hugging Face model give -t.
 
 exit codes:
-  0 done; 1 --strict and a pattern matched nothing; 2 bad input (one line on stderr)
+  0 done; 1 --strict and a pattern matched nothing (or, with --serve, the server never applies
+  a module of the adapter); 2 bad input (one line on stderr), or the server refuses the adapter
 
 examples:
   modmatch -t '*.self_attn.*_proj' --model qwen3-235b-a22b
   modmatch --rules peft -t q_proj -t v_proj --hf-config path/to/model --json
   modmatch --peft-config adapter_config.json --hf-config path/to/model --explain NAME
+  modmatch --peft-config path/to/adapter --hf-config path/to/model --serve vllm
 """
 
 

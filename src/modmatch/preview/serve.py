@@ -3,8 +3,10 @@ server applies it as trained."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from importlib.util import find_spec
 from typing import Any, TextIO
 
 from ..fold import fold
@@ -43,7 +45,23 @@ def audit(adapter: saved.SavedAdapter, model: Model, adapted: list[str]) -> Audi
     }
     whole = tuple(name for name, entry in held.items() if "weight" in entry.parts)
     base = tuple(name for name, entry in held.items() if "base_weight" in entry.parts)
-    return Audit(ranks, whole, base, tuple(name for name in adapted if name not in held))
+    # An adapter trained one module per expert (transformers 4) holds a fused layer's experts.
+    per_expert = {m.group(1) for name in held if (m := _PER_EXPERT.match(name))}
+    missing = tuple(
+        name
+        for name in adapted
+        if name not in held and not (name in model.fused_experts and _layer(name) in per_expert)
+    )
+    return Audit(ranks, whole, base, missing)
+
+
+# A module of one expert, and the layer it is in (the name up to its first number).
+_PER_EXPERT = re.compile(r"(.*?\.\d+)\.(?:.*\.)?experts\.\d+\.")
+
+
+def _layer(name: str) -> str | None:
+    found = re.match(r"(.*?\.\d+)\.", name)
+    return found.group(1) if found else None
 
 
 def _experts(model: Model, name: str) -> int:
@@ -66,9 +84,11 @@ def check(
 
 def to_json(found: Audit, verdict: vllm.Verdict) -> dict[str, Any]:
     document = asdict(verdict)
-    built_in = document.pop("built_in")
-    document["rules"] = "built-in" if built_in else "installed"
-    document["not_applied_why"] = document.pop("why")
+    document["rules"] = "built-in" if document.pop("built_in") else "installed"
+    document["not_applied_why"] = {
+        module: {"reason": reason, "served_name": name}
+        for module, (reason, name) in document.pop("why").items()
+    }
     return {
         "adapter": {
             "lora_ranks": {name: list(ranks) for name, ranks in found.ranks.items()},
@@ -111,7 +131,9 @@ def write_text(out: TextIO, path: str, found: Audit, verdict: vllm.Verdict) -> N
             file=out,
         )
         _folded(out, found.not_saved)
-    rules = "built-in rules: vLLM is not installed" if verdict.built_in else "installed"
+    rules = "installed"
+    if verdict.built_in:
+        rules = "built-in rules" + ("" if find_spec("vllm") else ": vLLM is not installed")
     engine = f"vLLM {verdict.engine_version} ({rules})"
     if not verdict.loads:
         print(f"{engine} refuses the adapter: {verdict.error}", file=out)
@@ -133,18 +155,18 @@ def write_text(out: TextIO, path: str, found: Audit, verdict: vllm.Verdict) -> N
 
 
 def _folded_why(out: TextIO, verdict: vllm.Verdict) -> None:
-    """The modules not applied, folded by reason; a module the served model names otherwise
-    with the names it has."""
+    """The modules not applied, folded by reason, each group with the names the served model
+    has instead where it has them."""
     by_reason: dict[str, list[str]] = {}
-    instead = "; it has "
     for module in verdict.not_applied:
-        by_reason.setdefault(verdict.why.get(module, "").partition(instead)[0], []).append(module)
+        reason, _ = verdict.why.get(module, ("", None))
+        by_reason.setdefault(reason, []).append(module)
     for reason, modules in by_reason.items():
         _folded(out, modules)
-        named = [found for m in modules if (found := verdict.why[m].partition(instead)[2])]
-        if named:
+        instead = [name for m in modules if (name := verdict.why.get(m, ("", None))[1])]
+        if instead:
             print(f"    {reason}; it has:", file=out)
-            for line in fold(named):
+            for line in fold(instead):
                 print(f"      {line}", file=out)
         elif reason:
             print(f"    {reason}", file=out)

@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
     "LATEST",
     "RELEASES",
+    "SAVED_PREFIX",
     "Excluded",
     "all_linear_names",
     "check_target_module_exists",
@@ -24,6 +25,8 @@ __all__ = [
     "release",
 ]
 
+# What save_pretrained puts before every module name in an adapter's tensor names.
+SAVED_PREFIX = "base_model.model."
 # The releases whose rules are restated here, by (major, minor): their patch releases share them.
 RELEASES = ((0, 17), (0, 18), (0, 19), (0, 20), (0, 21))
 LATEST = "0.21.2"

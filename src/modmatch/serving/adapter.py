@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..reference.vllm import PREFIX
+from ..reference.peft import SAVED_PREFIX as PREFIX
 
 __all__ = ["Held", "SavedAdapter", "read", "split"]
 
@@ -29,9 +29,10 @@ _PARTS = (
     (".lora_magnitude_vector.weight", "dora_magnitude"),
     (".lora_magnitude_vector", "dora_magnitude"),
     (".token_adapter.trainable_tokens_delta", "trainable_tokens"),
-    (".base_layer.weight", "base_weight"),
+    (".embed_tokens.base_layer.weight", "base_weight"),
+    (".lm_head.base_layer.weight", "base_weight"),
     (".weight", "weight"),
-    (".bias", "weight"),
+    (".bias", "bias"),
 )
 
 
@@ -67,12 +68,19 @@ class SavedAdapter:
 
 def split(tensor: str) -> tuple[str, str]:
     """A tensor's module name (as :meth:`SavedAdapter.modules` gives it) and its part."""
-    name = tensor.removeprefix(PREFIX)
-    part = "weight"
+    name = "." + tensor.removeprefix(PREFIX)
+    part = "unknown"
     for ending, kind in _PARTS:
         if name.endswith(ending):
-            name, part = name[: -len(ending)], kind
+            # An embedding's base weights end in its own name, which stays.
+            kept = ending.partition(".base_layer")[0] if kind == "base_weight" else ""
+            name, part = name[: -len(ending)] + kept, kind
             break
+    name = name[1:]
+    if part in ("weight", "bias") and any(
+        segment == "base_layer" or segment.startswith("lora_") for segment in name.split(".")
+    ):
+        part = "unknown"  # a LoRA or base tensor saved under a name PEFT does not give
     while name.endswith(".base_layer"):
         name = name.removesuffix(".base_layer")
     return name, part

@@ -1,5 +1,5 @@
-"""Will vLLM serve a saved adapter as trained? The installed vLLM's own loading answers where
-it imports (:mod:`.vllm_run`); elsewhere vLLM 0.33.0's rules, restated in
+"""Will vLLM serve a saved adapter as trained? The installed vLLM 0.33's own loading answers
+where it imports (:mod:`.vllm_run`); elsewhere vLLM 0.33.0's rules, restated in
 :mod:`modmatch.reference.vllm`."""
 
 from __future__ import annotations
@@ -8,16 +8,19 @@ import importlib.util
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from types import ModuleType
 from typing import Any
 
 from ..reference import vllm as reference
+from ..reference import vllm_models
 from .adapter import SavedAdapter, split
 
 __all__ = ["Verdict", "check", "installed"]
 
 # The LoraConfig fields that change what a saved adapter computes, with PEFT's defaults: one
-# of these set, and not read by the server, is served otherwise than trained.
+# of these set and not among the fields the server reads (its PEFTHelper's, which change with
+# the release: vLLM up to 0.25 had no rank_pattern) is served otherwise than trained.
 _INFERENCE_FIELDS: Mapping[str, Any] = {
     "r": 8,
     "lora_alpha": 8,
@@ -37,14 +40,19 @@ _INFERENCE_FIELDS: Mapping[str, Any] = {
     "arrow_config": None,
 }
 
+# Why a module's weights are never applied.
+NO_SUCH_MODULE = "the served model has no module of this name"
+HELD_BY_ATTENTION = "the attention backend computes with its base weights (MLA)"
+
 
 @dataclass(frozen=True)
 class Verdict:
     """What the server does with the adapter: whether it loads it (else its message), which
     of the adapter's modules (by the names it was trained with) it applies and which it holds
-    but never applies, and the config settings it does not read."""
+    but never applies, and the config settings it does not read. ``why``: for each module not
+    applied, the reason and the name the served model has instead (where the restated layout
+    of the model knows one)."""
 
-    engine: str
     engine_version: str
     built_in: bool
     loads: bool
@@ -52,8 +60,8 @@ class Verdict:
     applied: tuple[str, ...]
     not_applied: tuple[str, ...]
     ignored_settings: tuple[str, ...]
-    # Why each module is not applied, where the restated layout of the model says.
-    why: Mapping[str, str] = field(default_factory=dict)
+    why: Mapping[str, tuple[str, str | None]] = field(default_factory=dict)
+    engine: str = "vllm"
 
 
 def check(
@@ -76,64 +84,50 @@ def check(
         for name, default in _INFERENCE_FIELDS.items()
         if name not in read and adapter.config.get(name, default) not in (default, None)
     )
-    held = sorted({split(tensor)[0] for tensor in adapter.shapes})
+    held = sorted(adapter.modules())
+    found = {"engine_version": version, "built_in": vllm_run is None, "ignored_settings": ignored}
     try:
         applied_tensors = run(adapter, model_config, model_path, max_lora_rank)
     except reference.Refused as refused:
         return Verdict(
-            "vllm", version, vllm_run is None, False, _one_line(refused), (), tuple(held), ignored
+            loads=False, error=_one_line(refused), applied=(), not_applied=tuple(held), **found
         )
     applied = {split(tensor)[0] for tensor in applied_tensors}
     not_applied = tuple(name for name in held if name not in applied)
     return Verdict(
-        "vllm",
-        version,
-        vllm_run is None,
-        True,
-        None,
-        tuple(name for name in held if name in applied),
-        not_applied,
-        ignored,
-        _why(not_applied, model_config),
+        loads=True,
+        error=None,
+        applied=tuple(name for name in held if name in applied),
+        not_applied=not_applied,
+        why=_why(not_applied, model_config),
+        **found,
     )
 
 
-def _why(modules: tuple[str, ...], model_config: Any) -> dict[str, str]:
-    """Why vLLM never applies each module: the served model computes without its LoRA layer,
-    or has no module of that name (and which it has instead)."""
-    try:
-        model = reference.layout(model_config)
-    except ValueError:  # an architecture the restated rules do not know
-        return {}
-    why = {}
-    for module in modules:
-        if module in model.held_by_attention:
-            why[module] = "the attention backend computes with its base weights (MLA)"
-            continue
-        found = reference.counterpart(module, model)
-        why[module] = (
-            f"the served model has no module of this name; it has {found}"
-            if found is not None
-            else "the served model has no module of this name"
-        )
-    return why
-
-
 def installed() -> ModuleType | None:
-    """The installed vLLM's runner, or None where vLLM is not installed. A vLLM that is
-    installed but does not import is said on stderr, and the built-in rules answer."""
+    """The installed vLLM's runner, or None where vLLM 0.33 is not installed. A vLLM that is
+    installed and not used (another release, whose internals the runner does not know, or
+    one that does not import) is said on stderr. Importing the runner sets vLLM's environment
+    for this process (see :mod:`.vllm_run`)."""
     if importlib.util.find_spec("vllm") is None:
+        return None
+    release = metadata.version("vllm")
+    if not release.startswith(reference.VERSION.rpartition(".")[0] + "."):
+        _not_used(f"vLLM {release} is installed; modmatch runs the loading code of 0.33 only")
         return None
     try:
         from . import vllm_run
     except Exception as error:  # an import can fail by any exception type
-        print(
-            f"modmatch: warning: vLLM is installed but does not import ({error}): the built-in "
-            f"rules of vLLM {reference.VERSION} answer",
-            file=sys.stderr,
-        )
+        _not_used(f"vLLM is installed but does not import ({error})")
         return None
     return vllm_run
+
+
+def _not_used(reason: str) -> None:
+    print(
+        f"modmatch: warning: {reason}: the built-in rules of vLLM {reference.VERSION} answer",
+        file=sys.stderr,
+    )
 
 
 def _built_in(
@@ -142,11 +136,62 @@ def _built_in(
     return reference.serve(
         adapter.config,
         adapter.shapes,
-        reference.layout(model_config),
+        vllm_models.layout(model_config),
         str(adapter.path),
         model_path,
         max_lora_rank,
     )
+
+
+def _why(modules: tuple[str, ...], model_config: Any) -> dict[str, tuple[str, str | None]]:
+    """Why vLLM never applies each module: the served model computes without its LoRA layer,
+    or has no module of that name (and the one it has instead)."""
+    try:
+        model = vllm_models.layout(model_config)
+    except ValueError:  # an architecture the restated layouts do not know
+        return {}
+    served = _served_names(model)
+    return {
+        module: (HELD_BY_ATTENTION, None)
+        if module in model.held_by_attention
+        else (NO_SUCH_MODULE, _counterpart(module, served))
+        for module in modules
+    }
+
+
+def _served_names(model: vllm_models.Layout) -> dict[tuple[str, tuple[str, ...]], list[str]]:
+    """The names the served model takes weights under (each wrapped module's own, and a packed
+    one's parts'), by their last segment and their numbers."""
+    index: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for wrapped in model.wrapped:
+        parent, _, last = wrapped.rpartition(".")
+        for part in (last, *model.packed.get(last, ())):
+            name = f"{parent}.{part}" if parent else part
+            index.setdefault(_key(name), []).append(name)
+    return index
+
+
+def _key(name: str) -> tuple[str, tuple[str, ...]]:
+    segments = name.split(".")
+    return segments[-1], tuple(s for s in segments if s.isdigit())
+
+
+def _counterpart(
+    module: str, served: Mapping[tuple[str, tuple[str, ...]], list[str]]
+) -> str | None:
+    """The served name with the same last segment and numbers as ``module`` that shares the
+    longest ending with it (a different prefix, or a different block name)."""
+    candidates = served.get(_key(module), [])
+    mine = module.split(".")[::-1]
+
+    def shared(name: str) -> int:
+        theirs = name.split(".")[::-1]
+        return next(
+            (i for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b),
+            min(len(mine), len(theirs)),
+        )
+
+    return max(candidates, key=shared, default=None)
 
 
 def _one_line(error: Exception) -> str:

@@ -11,17 +11,20 @@ Importing this module imports vLLM (ImportError where it is not installed).
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from ..reference.vllm import ADAPTER_ID, Refused
 from .adapter import SavedAdapter
 
 # Before vLLM is imported: the CPU platform, vLLM's log records left to the host's logging
-# (vLLM writes them to stdout otherwise), and no Hub lookups (the model is a local folder).
+# (vLLM's own handler writes them to stdout, which is the command's answer), and no Hub lookups
+# (the model is a local folder).
 os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
-os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
+os.environ["VLLM_CONFIGURE_LOGGING"] = "0"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
@@ -34,6 +37,7 @@ from vllm.lora.peft_helper import PEFTHelper
 from vllm.lora.request import LoRARequest
 from vllm.lora.utils import is_base_embedding_weights, parse_fine_tuned_lora_name
 from vllm.model_executor.model_loader.utils import (
+    get_model_architecture,
     initialize_model,
     process_weights_after_loading,
 )
@@ -60,18 +64,22 @@ def serve(
 ) -> frozenset[str]:
     """The adapter's tensors whose weights vLLM applies; :class:`Refused` with vLLM's message
     where it refuses the model for LoRA or the adapter. ``model_config`` is unused: vLLM reads
-    the config in ``model_path`` itself."""
+    the config in the folder ``model_path`` itself."""
     # vLLM prints some of its progress; stdout is the command's answer.
     with contextlib.redirect_stdout(sys.stderr):
         config = _engine_config(model_path, max_lora_rank)
-        with set_current_vllm_config(config):
+        with set_current_vllm_config(config), _class_mappings_kept(config):
             _parallel_groups()
             with torch.device("meta"):
                 model = initialize_model(config)
             # The layers' runtime form; the fused-MoE LoRA layer refuses the adapter otherwise.
             process_weights_after_loading(model, config.model_config, torch.device("meta"))
             runner = LoRAModelRunnerMixin()
-            runner.load_lora_model(model, config, torch.device("cpu"))
+            try:
+                # The LoRA buffers on the meta device too: a full MoE model's take gigabytes.
+                runner.load_lora_model(model, config, torch.device("meta"))
+            except Exception as error:  # a model vLLM refuses LoRA on (a vocabulary too large)
+                raise Refused(_message(error)) from error
             found: set[str] = set()
             manager = runner.lora_manager
             manager._lora_model_cls = _traced(found)
@@ -104,9 +112,26 @@ def _engine_config(model_path: str, max_lora_rank: int) -> Any:
         ).create_engine_config()
     except Exception as error:
         # LoRAConfig.verify_with_model_config refuses a model without LoRA support here.
-        if "LoRA" in str(error):
+        if "LoRA is not supported" in str(error):
             raise Refused(_message(error)) from error
         raise ValueError(f"vLLM {VERSION} cannot build {model_path}: {_message(error)}") from error
+
+
+@contextlib.contextmanager
+def _class_mappings_kept(config: Any) -> Iterator[None]:
+    """Some models add to their class's packed_modules_mapping as they are built (Qwen3-MoE
+    with mlp_only_layers, DeepSeek): each model built here starts from the classes' own."""
+    model_class, _ = get_model_architecture(config.model_config)
+    kept = {
+        cls: copy.deepcopy(cls.__dict__["packed_modules_mapping"])
+        for cls in model_class.__mro__
+        if "packed_modules_mapping" in cls.__dict__
+    }
+    try:
+        yield
+    finally:
+        for cls, mapping in kept.items():
+            cls.packed_modules_mapping = mapping
 
 
 def _parallel_groups() -> None:
@@ -153,11 +178,15 @@ def _parsed(tensor: str, mapper: Any) -> str | None:
 
 
 def _message(error: BaseException) -> str:
-    """vLLM's message on one line; a config check's, without pydantic's wrapping."""
+    """vLLM's message on one line: a refusal's (a ValueError; a config check's without
+    pydantic's wrapping) as written, any other exception (vLLM failing on the adapter without
+    a message of its own) with its type."""
     errors = getattr(error, "errors", None)
     if callable(errors):  # pydantic's ValidationError around a check of vLLM's
         text = " ".join(str(e.get("msg", "")).removeprefix("Value error, ") for e in errors())
     else:
         text = str(error)
     text = " ".join(text.split())
-    return text or type(error).__name__
+    if isinstance(error, ValueError) and text:
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
