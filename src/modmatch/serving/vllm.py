@@ -9,6 +9,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -86,8 +87,10 @@ def check(
     )
     held = sorted(adapter.modules())
     found = {"engine_version": version, "built_in": vllm_run is None, "ignored_settings": ignored}
+    # vLLM takes a model folder (--hf-config may name its config.json), and names it.
+    folder = str(Path(model_path).parent if Path(model_path).is_file() else Path(model_path))
     try:
-        applied_tensors = run(adapter, model_config, model_path, max_lora_rank)
+        applied_tensors = run(adapter, model_config, folder, max_lora_rank)
     except reference.Refused as refused:
         return Verdict(
             loads=False, error=_one_line(refused), applied=(), not_applied=tuple(held), **found
