@@ -24,20 +24,8 @@ def _llama(**extra: Any) -> dict[str, Any]:
     }
 
 
-MODELS: dict[str, dict[str, Any]] = {
-    "llama": _llama(),
-    "llama-4-layers": _llama(num_hidden_layers=4),
-    # Past the largest vocabulary whose output layer vLLM 0.33 gives a LoRA (258,048).
-    "llama-large-vocabulary": _llama(vocab_size=262_144),
-    "llama-classifier": _llama(architectures=["LlamaForSequenceClassification"], num_labels=2),
-    "gemma3": {
-        "model_type": "gemma3_text",
-        "architectures": ["Gemma3ForCausalLM"],
-        "num_hidden_layers": 2,
-        **_SMALL,
-        **_ATTENTION,
-    },
-    "qwen3-moe": {
+def _qwen3_moe(**extra: Any) -> dict[str, Any]:
+    return {
         "model_type": "qwen3_moe",
         "architectures": ["Qwen3MoeForCausalLM"],
         "num_hidden_layers": 2,
@@ -46,39 +34,12 @@ MODELS: dict[str, dict[str, Any]] = {
         "moe_intermediate_size": 32,
         **_SMALL,
         **_ATTENTION,
-    },
-    "qwen3-moe-sparse-every-2": {
-        "model_type": "qwen3_moe",
-        "architectures": ["Qwen3MoeForCausalLM"],
-        "num_hidden_layers": 2,
-        "decoder_sparse_step": 2,
-        "num_experts": 4,
-        "num_experts_per_tok": 2,
-        "moe_intermediate_size": 32,
-        **_SMALL,
-        **_ATTENTION,
-    },
-    "qwen3-moe-dense-first": {
-        "model_type": "qwen3_moe",
-        "architectures": ["Qwen3MoeForCausalLM"],
-        "num_hidden_layers": 2,
-        "mlp_only_layers": [0],
-        "num_experts": 4,
-        "num_experts_per_tok": 2,
-        "moe_intermediate_size": 32,
-        **_SMALL,
-        **_ATTENTION,
-    },
-    "mixtral": {
-        "model_type": "mixtral",
-        "architectures": ["MixtralForCausalLM"],
-        "num_hidden_layers": 2,
-        "num_local_experts": 4,
-        "num_experts_per_tok": 2,
-        **_SMALL,
-        **_ATTENTION,
-    },
-    "deepseek-v3": {
+        **extra,
+    }
+
+
+def _deepseek_v3(**extra: Any) -> dict[str, Any]:
+    return {
         "model_type": "deepseek_v3",
         "architectures": ["DeepseekV3ForCausalLM"],
         "num_hidden_layers": 2,
@@ -97,27 +58,38 @@ MODELS: dict[str, dict[str, Any]] = {
         "num_attention_heads": 4,
         "num_key_value_heads": 4,
         **_SMALL,
-    },
-    "deepseek-v2-lite": {
-        "model_type": "deepseek_v3",
-        "architectures": ["DeepseekV3ForCausalLM"],
+        **extra,
+    }
+
+
+MODELS: dict[str, dict[str, Any]] = {
+    "llama": _llama(),
+    "llama-4-layers": _llama(num_hidden_layers=4),
+    # Past the largest vocabulary whose output layer vLLM 0.33 gives a LoRA (258,048).
+    "llama-large-vocabulary": _llama(vocab_size=262_144),
+    "llama-classifier": _llama(architectures=["LlamaForSequenceClassification"], num_labels=2),
+    "gemma3": {
+        "model_type": "gemma3_text",
+        "architectures": ["Gemma3ForCausalLM"],
         "num_hidden_layers": 2,
-        "first_k_dense_replace": 1,
-        "n_routed_experts": 4,
-        "n_shared_experts": 1,
-        "num_experts_per_tok": 2,
-        "n_group": 1,
-        "topk_group": 1,
-        "moe_intermediate_size": 32,
-        "q_lora_rank": None,
-        "kv_lora_rank": 16,
-        "qk_nope_head_dim": 16,
-        "qk_rope_head_dim": 8,
-        "v_head_dim": 16,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 4,
         **_SMALL,
+        **_ATTENTION,
     },
+    "qwen3-moe": _qwen3_moe(),
+    "qwen3-moe-sparse-every-2": _qwen3_moe(decoder_sparse_step=2),
+    "qwen3-moe-dense-first": _qwen3_moe(mlp_only_layers=[0]),
+    "mixtral": {
+        "model_type": "mixtral",
+        "architectures": ["MixtralForCausalLM"],
+        "num_hidden_layers": 2,
+        "num_local_experts": 4,
+        "num_experts_per_tok": 2,
+        **_SMALL,
+        **_ATTENTION,
+    },
+    "deepseek-v3": _deepseek_v3(),
+    # DeepSeek-V2-Lite's attention: no q_lora_rank, so q_proj where V3 has q_a_proj and q_b_proj.
+    "deepseek-v2-lite": _deepseek_v3(q_lora_rank=None),
     "gpt2": {
         "model_type": "gpt2",
         "architectures": ["GPT2LMHeadModel"],
