@@ -98,6 +98,16 @@ MODELS: dict[str, dict[str, Any]] = {
         "n_head": 4,
         "vocab_size": 256,
     },
+    "gpt2-classifier": {
+        "model_type": "gpt2",
+        "architectures": ["GPT2ForSequenceClassification"],
+        "n_layer": 2,
+        "n_embd": 64,
+        "n_head": 4,
+        "vocab_size": 256,
+        "num_labels": 2,
+        "pad_token_id": 0,
+    },
 }
 
 
@@ -190,10 +200,19 @@ CASES: dict[str, Case] = {
     ),
     "pissa": Case("llama", {"target_modules": ["q_proj", "v_proj"], "init_lora_weights": "pissa"}),
     "gpt2": Case("gpt2", {"target_modules": ["c_attn"], "fan_in_fan_out": True}),
+    "gpt2-classifier": Case(
+        "gpt2-classifier", {"target_modules": ["c_attn"], "fan_in_fan_out": True}, task="SEQ_CLS"
+    ),
     # Adapters broken on the way: vLLM fails on them without a message of its own.
     "empty": Case("llama", {"target_modules": _QKVO}, drop=""),
     "lora-a-only": Case("llama", {"target_modules": ["o_proj"], "lora_alpha": 16}, drop="lora_B"),
+    "lora-a-only-at-scale-1": Case(
+        "llama", {"target_modules": ["o_proj"], "lora_alpha": 8}, drop="lora_B"
+    ),
     "lora-b-only": Case("llama", {"target_modules": ["o_proj"]}, drop="lora_A"),
+    "lora-a-only-in-packed-modules": Case(
+        "llama", {"target_modules": ["q_proj", "v_proj"], "lora_alpha": 16}, drop="lora_B"
+    ),
     "tensors-above-their-rank": Case(
         "llama", {"target_modules": ["o_proj"], "r": 32}, config_changes=(("r", 8),)
     ),
