@@ -209,7 +209,19 @@ CASES: dict[str, Case] = {
     "lora-a-only-at-scale-1": Case(
         "llama", {"target_modules": ["o_proj"], "lora_alpha": 8}, drop="lora_B"
     ),
+    "lora-a-only-in-packed-modules-at-scale-1": Case(
+        "llama", {"target_modules": ["q_proj", "v_proj"], "lora_alpha": 8}, drop="lora_B"
+    ),
     "lora-b-only": Case("llama", {"target_modules": ["o_proj"]}, drop="lora_A"),
+    "lora-b-only-in-packed-modules": Case(
+        "llama", {"target_modules": ["q_proj", "v_proj"], "lora_alpha": 16}, drop="lora_A"
+    ),
+    "lora-b-only-under-another-prefix": Case(
+        "llama",
+        {"target_modules": ["o_proj"]},
+        rename=("base_model.model.model.layers.", "base_model.model.model.language_model.layers."),
+        drop="lora_A",
+    ),
     "lora-a-only-in-packed-modules": Case(
         "llama", {"target_modules": ["q_proj", "v_proj"], "lora_alpha": 16}, drop="lora_B"
     ),

@@ -64,9 +64,15 @@ def test_the_answer_is_vllms(
     the answer vLLM 0.33.0's code gave on each case."""
     if rules == "built-in":
         monkeypatch.setattr(vllm, "installed", lambda: None)
-    answer = verdicts.serve(*made(name))
-    assert answer["rules"] == rules
-    assert _kept(answer) == verdicts.recorded()[name]
+    found = verdicts.serve(*made(name))
+    assert found["rules"] == rules
+    expected, answer = dict(verdicts.recorded()[name]), _kept(found)
+    if rules == "built-in":
+        # Where vLLM fails without a message of its own, the record keeps vLLM's exception and
+        # the built-in rules give its type with what they found: the types are compared.
+        expected["error"] = verdicts.failure(expected["error"])
+        answer["error"] = verdicts.failure(answer["error"])
+    assert answer == expected
 
 
 @needs_vllm

@@ -41,14 +41,9 @@ def serve(adapter: Path, model: Path, *flags: str) -> dict[str, Any]:
 
 
 def _general(error: str | None, adapter: Path, model: Path) -> str | None:
-    """A message without this run's paths, a set's names in order (vLLM shows a Python set);
-    where vLLM fails without a message of its own (an assert, an exception of torch's), the
-    exception's type: the built-in rules give it with what they found."""
+    """A message without this run's paths, a set's names in order (vLLM shows a Python set)."""
     if error is None:
         return None
-    crashed = re.match(r"(AssertionError|TypeError|RuntimeError|StopIteration)\b", error)
-    if crashed:
-        return crashed.group(1)
     error = error.replace(str(adapter.resolve()), "ADAPTER").replace(str(adapter), "ADAPTER")
     error = error.replace(str(model), "MODEL")
     return re.sub(
@@ -56,6 +51,13 @@ def _general(error: str | None, adapter: Path, model: Path) -> str | None:
         lambda m: "{" + ", ".join(sorted(m.group(1).split(", "))) + "}",
         error,
     )
+
+
+def failure(error: str | None) -> str | None:
+    """Where vLLM fails without a message of its own (an assert, an exception of torch's), the
+    built-in rules give the exception's type with what they found: the type alone."""
+    crashed = re.match(r"(AssertionError|TypeError|RuntimeError|StopIteration)\b", error or "")
+    return crashed.group(1) if crashed else error
 
 
 def recorded() -> dict[str, dict[str, Any]]:

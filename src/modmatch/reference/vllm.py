@@ -200,8 +200,8 @@ def serve(
     loras, saved_whole = _from_tensors(tensors, shapes, model, config)
     _check_moe_format(loras, model)
     _check_head(saved_whole, shapes, model)
-    found = _activate(loras, saved_whole, model)
-    _check_pairs(loras, found, config, max_lora_rank)
+    found, packed = _activate(loras, saved_whole, model)
+    _check_pairs(loras, found, packed, config, max_lora_rank)
     return frozenset(
         tensor
         for tensor in tensors
@@ -341,11 +341,15 @@ def _check_head(
         )
 
 
-def _activate(loras: Mapping[str, _Pair], whole: Mapping[str, set[str]], model: Layout) -> set[str]:
+def _activate(
+    loras: Mapping[str, _Pair], whole: Mapping[str, set[str]], model: Layout
+) -> tuple[set[str], set[str]]:
     """model_manager.py:_create_merged_loras_inplace and activate_adapter: each wrapped module
     looks up its own name, a packed one the names of the modules it holds; a name no wrapped
-    module looks up is never read. Gives the names looked up and found whose LoRA runs."""
+    module looks up is never read. Gives the names looked up and found whose LoRA runs, and
+    those of them a packed module holds."""
     found: set[str] = set()
+    packed: set[str] = set()
     for module in model.wrapped:
         parent, _, last = module.rpartition(".")
         if last in model.packed:
@@ -357,12 +361,13 @@ def _activate(loras: Mapping[str, _Pair], whole: Mapping[str, set[str]], model: 
             ]
             if parts and _is_experts(module):
                 _check_experts(parts, loras, model.packed[last], parent)
+            packed.update(parts)
         else:
             hit = _lookup(loras, module, model) or (module if module in whole else None)
             parts = [hit] if hit is not None else []
         if module not in model.held_by_attention:
             found.update(parts)
-    return found
+    return found, packed
 
 
 def _check_experts(
@@ -386,23 +391,33 @@ def _check_experts(
 
 
 def _check_pairs(
-    loras: Mapping[str, _Pair], found: set[str], config: Mapping[str, Any], max_lora_rank: int
+    loras: Mapping[str, _Pair],
+    found: set[str],
+    packed: set[str],
+    config: Mapping[str, Any],
+    max_lora_rank: int,
 ) -> None:
-    """What vLLM meets once it packs and sets the LoRA it found: a module with A and not B or
-    B and not A (LoRALayerWeights.optimize scales B by alpha over r: None where B is missing;
-    set_lora asserts A), a rank its buffers (of ``--max-lora-rank``) cannot hold, and no LoRA
-    at all (StopIteration in _create_merged_loras_inplace). vLLM has no message of its own for
-    these: the exception's type is given, with what the rules restated find."""
-    if not loras:
-        raise Refused("StopIteration: the adapter holds no LoRA weights")
+    """What vLLM meets once it packs and sets the LoRA it found, with no message of its own
+    (the exception's type is given, with what the rules restated find): no LoRA at all, or
+    only B's of packed modules (StopIteration in _create_merged_loras_inplace); an A without
+    its B where alpha over r is not 1 (LoRALayerWeights.optimize scales a None B); no A in the
+    first LoRA once packed ones move to the end (the assert after packing); a module set on
+    its own (not packed) with one of A and B (set_lora asserts; a packed one takes a None B
+    as a zero slice); a rank its buffers (of ``--max-lora-rank``) cannot hold (set_lora's
+    copy)."""
+    if not loras or all(name in packed and pair.rank is None for name, pair in loras.items()):
+        raise Refused("StopIteration: the adapter holds no LoRA vLLM can set")
     for name, pair in loras.items():
         if pair.rank is not None and not pair.b and _scaling(config, pair.peft_name) != 1:
             raise Refused(f"TypeError: {name} has a lora_A and no lora_B")
+    first = next((name for name in loras if name not in packed), None)
+    if first is not None and loras[first].rank is None:
+        raise Refused(f"AssertionError: {first} has a lora_B and no lora_A")
     for name in sorted(found & set(loras)):
         rank = loras[name].rank
-        if rank is None or not loras[name].b:
+        if name not in packed and (rank is None or not loras[name].b):
             raise Refused(f"AssertionError: {name} has only one of lora_A and lora_B")
-        if rank > max_lora_rank:
+        if rank is not None and rank > max_lora_rank:
             raise Refused(
                 f"RuntimeError: the LoRA of {name} has rank {rank}, above the buffers of "
                 f"max_lora_rank {max_lora_rank}"

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ARCHITECTURES", "Layout", "layout"]
+__all__ = ["ARCHITECTURES", "VERSION", "Layout", "layout"]
 
 VERSION = "0.33.0"
 

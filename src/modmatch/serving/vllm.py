@@ -4,9 +4,12 @@ where it imports (:mod:`.vllm_run`); elsewhere vLLM 0.33.0's rules, restated in
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import shutil
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -85,17 +88,22 @@ def check(
         for name, default in _INFERENCE_FIELDS.items()
         if name not in read and adapter.config.get(name, default) not in (default, None)
     )
-    held = sorted(adapter.modules())
+    modules = adapter.modules()
+    held = sorted(modules)
     found = {"engine_version": version, "built_in": vllm_run is None, "ignored_settings": ignored}
-    # vLLM takes a model folder (--hf-config may name its config.json), and names it.
-    folder = str(Path(model_path).parent if Path(model_path).is_file() else Path(model_path))
     try:
-        applied_tensors = run(adapter, model_config, folder, max_lora_rank)
+        with _model_folder(model_path) as folder:
+            applied_tensors = run(adapter, model_config, folder, max_lora_rank)
     except reference.Refused as refused:
         return Verdict(
             loads=False, error=_one_line(refused), applied=(), not_applied=tuple(held), **found
         )
-    applied = {split(tensor)[0] for tensor in applied_tensors}
+    # A LoRA set without its B (a packed module's missing slice is zeros) applies nothing.
+    applied = {
+        name
+        for name in {split(tensor)[0] for tensor in applied_tensors}
+        if {"lora_A", "lora_B"} <= modules[name].parts or "weight" in modules[name].parts
+    }
     not_applied = tuple(name for name in held if name not in applied)
     return Verdict(
         loads=True,
@@ -114,8 +122,11 @@ def installed() -> ModuleType | None:
     for this process (see :mod:`.vllm_run`)."""
     if importlib.util.find_spec("vllm") is None:
         return None
-    release = metadata.version("vllm")
-    if not release.startswith(reference.VERSION.rpartition(".")[0] + "."):
+    try:
+        release = metadata.version("vllm")
+    except metadata.PackageNotFoundError:  # a source tree on the path: no metadata to read
+        release = None
+    if release is not None and not _runs(release):
         _not_used(f"vLLM {release} is installed; modmatch runs the loading code of 0.33 only")
         return None
     try:
@@ -123,7 +134,29 @@ def installed() -> ModuleType | None:
     except Exception as error:  # an import can fail by any exception type
         _not_used(f"vLLM is installed but does not import ({error})")
         return None
+    if not _runs(vllm_run.VERSION):
+        _not_used(f"vLLM {vllm_run.VERSION} is found; modmatch runs the loading code of 0.33 only")
+        return None
     return vllm_run
+
+
+def _runs(release: str) -> bool:
+    return release.startswith(reference.VERSION.rpartition(".")[0] + ".")
+
+
+@contextlib.contextmanager
+def _model_folder(model_path: str) -> Iterator[str]:
+    """The folder vLLM reads the model's config.json from: the one given, the one holding a
+    config.json given, or a temporary one holding a config file of another name as that."""
+    path = Path(model_path)
+    if not path.is_file():
+        yield model_path
+    elif path.name == "config.json":
+        yield str(path.parent)
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            shutil.copy(path, Path(folder) / "config.json")
+            yield folder
 
 
 def _not_used(reason: str) -> None:

@@ -78,7 +78,7 @@ def serve(
             try:
                 # The LoRA buffers on the meta device too: a full MoE model's take gigabytes.
                 runner.load_lora_model(model, config, torch.device("meta"))
-            except Exception as error:  # a model vLLM refuses LoRA on (a vocabulary too large)
+            except ValueError as error:  # a model vLLM refuses LoRA on (a vocabulary too large)
                 raise Refused(_message(error)) from error
             found: set[str] = set()
             manager = runner.lora_manager
