@@ -22,6 +22,7 @@ from typing import Any
 from modmatch.peft import PeftMatcher, exact_target_modules
 from modmatch.preview.peft import preview
 from modmatch.preview.shapes import SHAPES
+from oracles import wrapped
 from test_frameworks import framework
 from test_targets import report
 from workloads import FULL
@@ -87,19 +88,10 @@ def _adapted(model: Any, config: dict[str, Any]) -> Any:
     return real.get_peft_model(model, real.LoraConfig(**config))
 
 
-def _wrapped(adapted: Any) -> set[str]:
-    base_layer = framework("peft.tuners.tuners_utils").BaseTunerLayer
-    return {
-        name.removeprefix("base_model.model.").replace(".base_layer", "")
-        for name, module in adapted.named_modules()
-        if isinstance(module, base_layer)
-    }
-
-
 def _compare(label: str, build: Callable[[], Any], config: dict[str, Any], rounds: int) -> None:
     theirs, adapted = _best(lambda model: _adapted(model, config), build, rounds)
     ours, previewed = _best(lambda model: _previewed(model, config), build, rounds)
-    assert set(previewed) == _wrapped(adapted)
+    assert set(previewed) == wrapped(adapted)
     report(f"{label}: get_peft_model / preview", theirs / ours)
 
 

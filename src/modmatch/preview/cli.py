@@ -30,6 +30,7 @@ from .peft import Refused, preview
 from .report import Report, report
 from .rulesets import CALLS, RULES, InputError, Model, Options, RuleSet, rule_set
 from .shapes import SHAPES, Shape
+from .text import counted, write_folded
 
 __all__ = ["main"]
 
@@ -107,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     file=sys.stdout,
                 )
             print(
-                f"selected {len(selected):,} of {_count(len(model.modules), 'module')} "
+                f"selected {len(selected):,} of {counted(len(model.modules), 'module')} "
                 f"(matching took {elapsed * 1e3:.0f} ms; reading the model is not counted)",
                 file=sys.stdout,
             )
@@ -835,15 +836,6 @@ def _quoted(pattern: str) -> str:
     return "'" + pattern.replace("'", "'\\''") + "'"
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number:,} {noun}" + ("" if number == 1 else "s")
-
-
-def _write_folded(out: TextIO, names: list[str]) -> None:
-    for line in fold(names):
-        print(f"  {line}" + (f"  x{line.count:,}" if line.count > 1 else ""), file=out)
-
-
 def _write_json(
     out: TextIO,
     args: argparse.Namespace,
@@ -936,8 +928,8 @@ def _write_text(
         print(f"no targets given: {rules.defaults_used}", file=out)
     for note in _notes(args, rules, model):
         print(f"note: {note}", file=out)
-    print(f"selected {_count(len(selected), 'module')}:", file=out)
-    _write_folded(out, selected)
+    print(f"selected {counted(len(selected), 'module')}:", file=out)
+    write_folded(out, selected)
     if advice["not_linear"] and not (rules.name == "peft" and model.module is None):
         print(
             f"note: {advice['not_linear']:,} of them not nn.Linear (containers, activations, "
@@ -946,8 +938,8 @@ def _write_text(
         )
     parameters = rules.selected_parameters(model)
     if parameters:
-        print(f"selected {_count(len(parameters), 'parameter')}:", file=out)
-        _write_folded(out, parameters)
+        print(f"selected {counted(len(parameters), 'parameter')}:", file=out)
+        write_folded(out, parameters)
     rewritten = rules.rewritten(model)
     for change, what in (
         ("widened", "adapts {:,} modules the entries do not select"),
@@ -956,7 +948,7 @@ def _write_text(
         if rewritten and rewritten[change]:
             changed = len(rewritten[change])
             print(f"warning: PEFT's rewriting for transformers 5 {what.format(changed)}:", file=out)
-            _write_folded(out, rewritten[change])
+            write_folded(out, rewritten[change])
     if counts.patterns:
         kind = "target" if args.target or args.peft_config or not args.exclude else "exclude"
         heading = f"{kind} patterns" + (", as written" if rewritten else "")

@@ -14,6 +14,7 @@ from ..reference.vllm import MAX_LORA_RANK
 from ..serving import adapter as saved
 from ..serving import vllm
 from .rulesets import Model
+from .text import counted, write_folded
 
 __all__ = ["Audit", "audit", "check", "to_json", "write_text"]
 
@@ -100,11 +101,6 @@ def to_json(found: Audit, verdict: vllm.Verdict) -> dict[str, Any]:
     }
 
 
-def _folded(out: TextIO, names: list[str] | tuple[str, ...]) -> None:
-    for line in fold(names):
-        print(f"  {line}" + (f"  x{line.count:,}" if line.count > 1 else ""), file=out)
-
-
 def write_text(out: TextIO, path: str, found: Audit, verdict: vllm.Verdict) -> None:
     by_rank: dict[tuple[int, ...], list[str]] = {}
     for name, ranks in found.ranks.items():
@@ -112,25 +108,25 @@ def write_text(out: TextIO, path: str, found: Audit, verdict: vllm.Verdict) -> N
     print(f"adapter {path} holds:", file=out)
     for ranks, names in sorted(by_rank.items()):
         shown = " and ".join(map(str, ranks))
-        print(f"LoRA of rank {shown} on {_count(len(names), 'module')}:", file=out)
-        _folded(out, names)
+        print(f"LoRA of rank {shown} on {counted(len(names), 'module')}:", file=out)
+        write_folded(out, names)
     if found.saved_whole:
-        print(f"whole weights of {_count(len(found.saved_whole), 'module')}:", file=out)
-        _folded(out, found.saved_whole)
+        print(f"whole weights of {counted(len(found.saved_whole), 'module')}:", file=out)
+        write_folded(out, found.saved_whole)
     if found.base_weights:
         print(
-            f"base weights of {_count(len(found.base_weights), 'embedding')}, saved beside their "
+            f"base weights of {counted(len(found.base_weights), 'embedding')}, saved beside their "
             "LoRA (vLLM serves its own):",
             file=out,
         )
-        _folded(out, found.base_weights)
+        write_folded(out, found.base_weights)
     if found.not_saved:
         print(
-            f"warning: training adapts {_count(len(found.not_saved), 'module')} the adapter does "
+            f"warning: training adapts {counted(len(found.not_saved), 'module')} the adapter does "
             "not hold:",
             file=out,
         )
-        _folded(out, found.not_saved)
+        write_folded(out, found.not_saved)
     rules = "installed"
     if verdict.built_in:
         rules = "built-in rules" + ("" if find_spec("vllm") else ": vLLM is not installed")
@@ -139,13 +135,13 @@ def write_text(out: TextIO, path: str, found: Audit, verdict: vllm.Verdict) -> N
         print(f"{engine} refuses the adapter: {verdict.error}", file=out)
         return
     print(
-        f"{engine} loads the adapter; it applies {_count(len(verdict.applied), 'module')}:",
+        f"{engine} loads the adapter; it applies {counted(len(verdict.applied), 'module')}:",
         file=out,
     )
-    _folded(out, verdict.applied)
+    write_folded(out, verdict.applied)
     if verdict.not_applied:
         print(
-            f"warning: vLLM never applies {_count(len(verdict.not_applied), 'module')} of the "
+            f"warning: vLLM never applies {counted(len(verdict.not_applied), 'module')} of the "
             "adapter, without a message (served as the base model there):",
             file=out,
         )
@@ -162,7 +158,7 @@ def _folded_why(out: TextIO, verdict: vllm.Verdict) -> None:
         reason, _ = verdict.why.get(module, ("", None))
         by_reason.setdefault(reason, []).append(module)
     for reason, modules in by_reason.items():
-        _folded(out, modules)
+        write_folded(out, modules)
         instead = [name for m in modules if (name := verdict.why.get(m, ("", None))[1])]
         if instead:
             print(f"    {reason}; it has:", file=out)
@@ -170,7 +166,3 @@ def _folded_why(out: TextIO, verdict: vllm.Verdict) -> None:
                 print(f"      {line}", file=out)
         elif reason:
             print(f"    {reason}", file=out)
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number:,} {noun}" + ("" if number == 1 else "s")
