@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modmatch.fold import fold, parse, to_regex, unfold
-from modmatch.preview.shapes import SHAPES
+from modmatch.inputs.shapes import SHAPES
 from strategies import NAMES
 
 

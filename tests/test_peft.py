@@ -14,7 +14,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from modmatch import peft
-from modmatch.preview.shapes import SHAPES
+from modmatch.inputs.shapes import SHAPES
 from modmatch.reference import peft as reference
 from oracles import oracle
 from strategies import DOTTED, FRAMEWORK_NAMES, PEFT_ENTRIES, PEFT_REGEXES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["FallbackWarning", "PatternError"]
+__all__ = ["FallbackWarning", "InputError", "PatternError"]
 
 
 class PatternError(ValueError, re.error):
@@ -38,3 +38,8 @@ class FallbackWarning(UserWarning):
         self.pattern = pattern
         self.index = index
         self.reason = reason
+
+
+class InputError(ValueError):
+    """Input modmatch cannot take (a missing file, options that conflict); its message is the
+    one line the command shows."""

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from torch import nn
 
 from modmatch import ModuleMatcher, PatternSet
-from modmatch.preview.shapes import SHAPES
+from modmatch.inputs.shapes import SHAPES
 
 NAMES = [name for name, _ in SHAPES["kimi-k2"].modules()][:100_000]
 PATTERNS = ["*.self_attn.q_a_proj", "*.experts.1[0-9].*", "lm_head", "*.layers.[0-9].mlp.gate"]

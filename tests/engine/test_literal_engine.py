@@ -23,7 +23,7 @@ from modmatch import PatternSet
 from modmatch.engine import sets
 from modmatch.engine.syntax import AUTOMODEL, REGEX, SEED, Syntax
 from modmatch.engine.translate import parse, translate, translate_simple
-from modmatch.preview.shapes import SHAPES
+from modmatch.inputs.shapes import SHAPES
 from strategies import AUTOMODEL_PATTERNS, NAMES, PATTERNS, PEFT_REGEXES, compiles, near_names
 
 pytestmark = [

@@ -9,7 +9,7 @@ import resource
 import pytest
 
 from modmatch import FallbackWarning, PatternSet, reference
-from modmatch.preview.shapes import SHAPES
+from modmatch.inputs.shapes import SHAPES
 
 KIMI = [name for name, _ in SHAPES["kimi-k2"].modules()]
 

@@ -15,8 +15,8 @@ import pytest
 
 from modmatch import reference
 from modmatch.preview.advice import _ROLES
-from modmatch.preview.cli import main
-from modmatch.preview.shapes import SHAPES
+from modmatch.cli import main
+from modmatch.inputs.shapes import SHAPES
 from oracles import oracle
 
 # Typos and near misses a user makes on each built-in shape (transformers 4.x naming).

@@ -13,7 +13,7 @@ from torch import nn
 
 import modmatch
 from modmatch import reference
-from modmatch.preview.shapes import SHAPES
+from modmatch.inputs.shapes import SHAPES
 from oracles import oracle
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from modmatch.peft import rules_version
-from modmatch.preview.cli import main
+from modmatch.cli import main
 from oracles import oracle
 
 _LLAMA = {

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from modmatch.peft import rules_version
-from modmatch.preview.cli import main
-from modmatch.preview.shapes import SHAPES
+from modmatch.cli import main
+from modmatch.inputs.shapes import SHAPES
 from modmatch.reference.peft import release
 from oracles import oracle, wrapped
 

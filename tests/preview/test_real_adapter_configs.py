@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from modmatch.preview.cli import main
+from modmatch.cli import main
 from oracles import oracle
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "adapter_configs"

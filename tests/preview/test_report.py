@@ -11,7 +11,7 @@ from torch import nn
 
 from modmatch import ModuleMatcher, reference
 from modmatch.preview.report import UnmatchedPatternError, UnmatchedPatternWarning, report
-from modmatch.preview.shapes import SHAPES
+from modmatch.inputs.shapes import SHAPES
 from strategies import NAMES, PATTERNS
 
 pytestmark = [

@@ -134,7 +134,7 @@ def test_the_audit_gives_fused_experts_their_rank_per_expert(made: Made) -> None
 
 @pytest.mark.usefixtures("built_in")
 def test_the_text_answer(made: Made, capsys: pytest.CaptureFixture[str]) -> None:
-    from modmatch.preview.cli import main
+    from modmatch.cli import main
 
     adapter, model = made("deepseek-v3-kv-b-proj")
     assert main(["--peft-config", str(adapter), "--hf-config", str(model), "--serve", "vllm"]) == 0
@@ -153,7 +153,7 @@ def test_the_text_answer(made: Made, capsys: pytest.CaptureFixture[str]) -> None
 def test_serving_flags_are_checked(
     flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from modmatch.preview.cli import main
+    from modmatch.cli import main
 
     assert main(flags) == 2
     assert message in capsys.readouterr().err
@@ -163,7 +163,7 @@ def test_serving_flags_are_checked(
 def test_an_adapter_without_safetensors_is_named(
     made: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from modmatch.preview.cli import main
+    from modmatch.cli import main
 
     source, model = made("llama-qkvo")
     adapter = tmp_path / "adapter"
@@ -208,7 +208,7 @@ def test_an_architecture_without_restated_facts_still_answers_where_vllm_runs(
 ) -> None:
     """The installed vLLM answers for any architecture; the reasons, from the restated
     layouts, are then left out (here the layouts are made to know none)."""
-    from modmatch.preview.cli import main
+    from modmatch.cli import main
     from modmatch.reference import vllm_models
 
     adapter, model = made("wrong-prefix")

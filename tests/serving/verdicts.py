@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from modmatch.preview.cli import main
+from modmatch.cli import main
 
 RECORDED = Path(__file__).parent / "vllm_verdicts.json"
 # What the record keeps of an answer: all but which rules answered, the reasons (from the

@@ -27,7 +27,32 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["lora_config", "read"]
+__all__ = [
+    "KEYS",
+    "NAME",
+    "PARAMETER_DROPOUT",
+    "PEFT_PIN",
+    "TITLE",
+    "base_model",
+    "lora_config",
+    "read",
+]
+
+NAME = "axolotl"
+TITLE = "Axolotl 0.18.0"
+PEFT_PIN = "0.19.1"
+PARAMETER_DROPOUT: float | None = 0.0
+KEYS = frozenset(
+    {
+        "adapter",
+        "base_model",
+        "lora_r",
+        "lora_target_linear",
+        "lora_target_modules",
+        "micro_batch_size",
+        "sequence_len",
+    }
+)
 
 # get_linear_embedding_layers: the output embedding find_all_linear_names leaves out, by model type.
 _OUTPUT_EMBEDDING = {"gpt_neox": "embed_out"}
@@ -35,6 +60,12 @@ _OUTPUT_EMBEDDING = {"gpt_neox": "embed_out"}
 _NOT_LINEAR = "LlamaLinearScalingRotaryEmbedding"
 _TRUE = {"1", "on", "t", "true", "y", "yes"}  # pydantic's bool strings, any case
 _FALSE = {"0", "off", "f", "false", "n", "no"}
+
+
+def base_model(settings: Mapping[str, Any]) -> str | None:
+    """The model the config trains (``base_model``)."""
+    value = settings.get("base_model")
+    return value if isinstance(value, str) else None
 
 
 def read(path: str | Path) -> dict[str, Any]:

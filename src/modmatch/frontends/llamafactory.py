@@ -27,7 +27,32 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["lora_config", "read"]
+__all__ = [
+    "KEYS",
+    "NAME",
+    "PARAMETER_DROPOUT",
+    "PEFT_PIN",
+    "TITLE",
+    "base_model",
+    "lora_config",
+    "read",
+]
+
+NAME = "llamafactory"
+TITLE = "LLaMA-Factory 0.9.5"
+PEFT_PIN = "0.18.1"
+PARAMETER_DROPOUT: float | None = None
+KEYS = frozenset(
+    {
+        "cutoff_len",
+        "finetuning_type",
+        "lora_rank",
+        "lora_target",
+        "model_name_or_path",
+        "stage",
+        "template",
+    }
+)
 
 # The settings read here and their defaults (FinetuningArguments, ModelArguments, do_train).
 _DEFAULTS: dict[str, Any] = {
@@ -140,6 +165,12 @@ _COMPOSITE: dict[str, _Composite] = {
     "qwen3_5_moe": _QWEN3_5,
     "video_llava": _Composite(),
 }
+
+
+def base_model(settings: Mapping[str, Any]) -> str | None:
+    """The model the config trains (``model_name_or_path``)."""
+    value = settings.get("model_name_or_path")
+    return value if isinstance(value, str) else None
 
 
 def read(path: str | Path) -> dict[str, Any]:

@@ -4,68 +4,263 @@ that select far more than they read as.
 A suggestion is itself a pattern under the active rules, checked against the model before it
 is offered: it selects something, only Linear modules where module types are known, and keeps
 the numbers the user typed (a layer index is intent; starring it would select every layer).
+Under PEFT's rules a list entry gets entries (names and dotted suffixes), and a regex
+``target_modules`` gets a regex: the same one with its prefix moved or a word respelt.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from functools import cached_property
 from itertools import chain
+from typing import NamedTuple
 
-__all__ = ["Advice", "fused_experts_note", "literal_reading", "suggestions", "why_broader"]
+__all__ = [
+    "Advice",
+    "Suggestion",
+    "fused_experts_note",
+    "literal_reading",
+    "suggest",
+    "suggestions",
+    "why_broader",
+]
 
 # What one candidate pattern selects among the model's names, under the active rules.
 Selects = Callable[[str], Callable[[str], bool]]
 
 _LITERAL_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A segment a prefix is made of: a word or a number.
+_PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9_]+")
+_NUMBER_SEGMENT = re.compile(r"(?:^|\.)[0-9]+(?:\.|$)")
 _MOST = 3
 
 
 class Advice:
-    """The model's names as the rules ask about them, which are Linear, and its vocabulary."""
+    """The model's names as the rules ask about them, which are Linear, and its vocabulary.
+
+    ``selects`` reads a pattern as the rules read the patterns being advised on: for a PEFT
+    regex ``target_modules``, as that one regex."""
 
     def __init__(self, names: list[str], linear: set[str] | None, selects: Selects) -> None:
         self.names = names
         self.linear = linear  # None where module types are not known
         self.selects = selects
-        self.segments = sorted({part for name in names for part in name.split(".")})
-        self.last_segments = sorted({name.rpartition(".")[2] for name in names})
+
+    @cached_property
+    def _having(self) -> dict[str, set[int]]:
+        """Each segment, with the indices of the names it is a segment of."""
+        found: dict[str, set[int]] = {}
+        for index, name in enumerate(self.names):
+            for part in name.split("."):
+                found.setdefault(part, set()).add(index)
+        return found
+
+    @cached_property
+    def segments(self) -> list[str]:
+        """Every segment of the model's names, sorted."""
+        return sorted(self._having)
+
+    @cached_property
+    def last_segments(self) -> list[str]:
+        """The names' last segments, sorted."""
+        return sorted({name.rpartition(".")[2] for name in self.names})
+
+    @cached_property
+    def _before(self) -> dict[str, set[str]]:
+        """Each segment, with the paths names have right before it ("" where a name starts
+        with it); each path is walked once, names that share it stop there."""
+        found: dict[str, set[str]] = {}
+        seen: set[str] = set()
+        for name in self.names:
+            while name and name not in seen:
+                seen.add(name)
+                path, _, segment = name.rpartition(".")
+                found.setdefault(segment, set()).add(path)
+                name = path
+        return found
+
+    def paths_before(self, segment: str) -> list[str]:
+        """The paths without numbers that the names have right before ``segment``, sorted."""
+        paths = self._before.get(segment, ())
+        return sorted(path for path in paths if not _NUMBER_SEGMENT.search(path))
+
+    def having(self, words: Iterable[str]) -> list[str]:
+        """The names with every one of ``words`` as a segment (all names, for no words): an
+        index lookup, so a candidate is ruled out without a pass over all the names."""
+        postings = sorted((self._having.get(word, set()) for word in set(words)), key=len)
+        if not postings:
+            return self.names
+        common = postings[0].intersection(*postings[1:])
+        return [self.names[index] for index in sorted(common)]
 
     def selected(self, pattern: str) -> list[str]:
+        """The names ``pattern`` selects."""
         match = self.selects(pattern)
         return [name for name in self.names if match(name)]
 
 
-def suggestions(pattern: str, advice: Advice, *, full_name: bool, dot_is_any: bool) -> list[str]:
+class Suggestion(NamedTuple):
+    """A pattern to try, and why where the reason is not plain (a prefix the model moved)."""
+
+    pattern: str
+    why: str | None = None
+
+
+def suggestions(
+    pattern: str, advice: Advice, *, full_name: bool, dot_is_any: bool, regex: bool = False
+) -> list[str]:
+    """Up to three patterns close to ``pattern`` that select something: :func:`suggest`'s
+    patterns."""
+    return [
+        found.pattern
+        for found in suggest(
+            pattern, advice, full_name=full_name, dot_is_any=dot_is_any, regex=regex
+        )
+    ]
+
+
+def suggest(
+    pattern: str, advice: Advice, *, full_name: bool, dot_is_any: bool, regex: bool = False
+) -> list[Suggestion]:
     """Up to three patterns close to ``pattern`` that select something, Linear modules only
-    where types are known. ``full_name``: the rules compare a bare name with the whole name;
-    ``dot_is_any``: a ``.`` in a pattern is any character (the seed's syntax)."""
-    if "|" in pattern:  # meant as "or" between whole patterns: each side on its own
+    where types are known, with why where a prefix moved. ``full_name``: the rules compare a
+    bare name with the whole name (PEFT's lists: as a dotted suffix); ``dot_is_any``: a ``.``
+    in a pattern is any character (the seed's syntax); ``regex``: the pattern is PEFT's one
+    regex ``target_modules``, fullmatched against whole names, so suggestions are regexes."""
+    if "|" in pattern and not regex:  # meant as "or" between whole patterns: each side alone
         sides = [
             # A side that works as it is, or narrowed to Linear modules, is its own suggestion.
-            [usable[0]]
-            if (usable := _linear_only(side, advice))
-            else suggestions(side, advice, full_name=full_name, dot_is_any=dot_is_any)
+            [Suggestion(usable[0])]
+            if (usable := _linear_only(side, advice.selected(side), advice, regex=False))
+            else suggest(side, advice, full_name=full_name, dot_is_any=dot_is_any)
             for side in pattern.split("|")
         ]
         return list(dict.fromkeys(found for side in sides for found in side))[:_MOST]
-    # One suggestion per selection, the model's own names for the pattern's role first.
-    found = {
-        frozenset(names): usable
-        for usable, names in _by_role(pattern, advice, full_name, dot_is_any)
-    }
+    # A prefix the model has in another place is the fix: edits would select something else.
+    moved = _prefix_moved(pattern, advice, dot_is_any, regex)
+    if moved:
+        return [Suggestion(candidate, why) for candidate, _, why in moved][:_MOST]
+    # One suggestion per selection, the model's own names for the pattern's role first (a
+    # regex gets none: a role is several names, which one regex would have to join).
+    found: dict[frozenset[str], Suggestion] = {}
+    for role, names in [] if regex else _by_role(pattern, advice, full_name, dot_is_any):
+        found.setdefault(frozenset(names), Suggestion(role))
     near: dict[frozenset[str], str] = {}
-    for tier in _candidates(pattern, advice, full_name):
+    for tier in _candidates(pattern, advice, full_name, regex):
         for candidate in tier:
-            usable = _usable(candidate, advice, dot_is_any)
+            usable = _usable(candidate, advice, dot_is_any, regex)
             if usable is not None and usable[0] != pattern:
                 near.setdefault(frozenset(usable[1]), usable[0])
         if near:
             break  # a bigger edit would stray further from what was meant
     for selection, candidate in near.items():
-        found.setdefault(selection, candidate)
+        found.setdefault(selection, Suggestion(candidate))
     return list(found.values())[:_MOST]
+
+
+def _prefix_moved(
+    pattern: str, advice: Advice, dot_is_any: bool, regex: bool
+) -> list[tuple[str, list[str], str]]:
+    """The pattern with its leading plain segments replaced by a path the model has before the
+    segment that follows them (transformers 5's ``model.language_model.`` for transformers 4's
+    ``language_model.model.``, a missing or extra ``base_model.model.``), with what it selects
+    and why: those of the closest paths that select something. Each top-level alternative of
+    a regex is moved on its own, and the regex is offered whole."""
+    sides = _alternatives(pattern) if regex else [pattern]
+    if len(sides) > 1:
+        moved = [
+            None
+            if _selects_any(side, advice)
+            else next(iter(_prefix_moved(side, advice, dot_is_any, regex)), None)
+            for side in sides
+        ]
+        if not any(moved):
+            return []
+        joined = "|".join(
+            side if fix is None else fix[0] for side, fix in zip(sides, moved, strict=True)
+        )
+        usable = _usable(joined, advice, dot_is_any, regex)
+        why = "; ".join(dict.fromkeys(fix[2] for fix in moved if fix))
+        return [(*usable, why)] if usable else []
+    found: list[tuple[str, list[str], str]] = []
+    closest = None
+    for distance, candidate, why in _moved_candidates(pattern, advice, regex):
+        if closest is not None and distance > closest:
+            break  # a path further from the pattern's is another part of the model
+        usable = _usable(candidate, advice, dot_is_any, regex)
+        if usable is not None:
+            closest = distance
+            found.append((*usable, why))
+    return found
+
+
+def _moved_candidates(pattern: str, advice: Advice, regex: bool) -> list[tuple[int, str, str]]:
+    """For each plain segment the pattern starts with: the pattern from that segment on, after
+    each path without numbers the model has before that segment, with how far that path is
+    from the one the pattern has (segments in one but not the other) and why; closest first,
+    then the shortest path."""
+    parts, seps = _split(pattern, regex)
+    found: dict[str, tuple[int, int, str]] = {}
+    for at, part in enumerate(parts):
+        if not _PLAIN_SEGMENT.fullmatch(part):
+            break  # a path is plain segments; past a wildcard the pattern is not a path
+        written = Counter(parts[:at])
+        # The model's path joined as the pattern joins its segments (maybe '\.' in a regex).
+        sep = seps[at - 1] if at else next(iter(seps), ".")
+        tail = _join(parts[at:], seps[at:])
+        for path in advice.paths_before(part):
+            model = path.split(".") if path else []
+            if model == parts[:at]:
+                continue
+            distance = sum(((written - Counter(model)) + (Counter(model) - written)).values())
+            candidate = "".join(segment + sep for segment in model) + tail
+            why = (
+                f"this model's names have {'.'.join([*model, part])!r} where the pattern has "
+                f"{'.'.join([*parts[:at], part])!r}"
+            )
+            found.setdefault(candidate, (distance, len(model), why))
+    ranked = sorted(found.items(), key=lambda item: item[1][:2])
+    return [(distance, candidate, why) for candidate, (distance, _, why) in ranked]
+
+
+def _selects_any(pattern: str, advice: Advice) -> bool:
+    """Whether the pattern selects some name (stopping at the first)."""
+    return any(map(advice.selects(pattern), advice.names))
+
+
+def _alternatives(regex: str) -> list[str]:
+    """A regex's top-level alternatives: ``a|(b|c)`` is ``a`` or ``(b|c)``."""
+    found: list[str] = []
+    depth, start, escaped, in_class = 0, 0, False, False
+    for at, char in enumerate(regex):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char in "()":
+            depth += 1 if char == "(" else -1
+        elif char == "|" and depth == 0:
+            found.append(regex[start:at])
+            start = at + 1
+    return [*found, regex[start:]]
+
+
+def _split(pattern: str, regex: bool) -> tuple[list[str], list[str]]:
+    """The pattern's dotted parts and the separators between them (``\\.`` too, in a regex)."""
+    pieces = re.split(r"(\\?\.)" if regex else r"(\.)", pattern)
+    return pieces[::2], pieces[1::2]
+
+
+def _join(parts: list[str], seps: list[str]) -> str:
+    """Parts put back together with their separators (one fewer than parts)."""
+    return "".join(chain.from_iterable(zip(parts, [*seps, ""], strict=True)))
 
 
 # Projection roles across naming conventions: each role's block and its names, in groups that
@@ -134,11 +329,11 @@ def _by_role(
             edits = (
                 edit
                 for form in forms
-                for tier in _candidates(form, advice, full_name)
+                for tier in _candidates(form, advice, full_name, regex=False)
                 for edit in tier
             )
             for candidate in chain(forms, edits):
-                usable = _usable(candidate, advice, dot_is_any)
+                usable = _usable(candidate, advice, dot_is_any, regex=False)
                 if usable and set(usable[1]) <= set(names[leaf]):
                     found.append(usable)
                     break
@@ -177,24 +372,46 @@ def _path(name: str) -> str | None:
     return ".".join(rest) if block and not any(part.isdigit() for part in rest) else None
 
 
-def _candidates(pattern: str, advice: Advice, full_name: bool) -> Iterator[list[str]]:
+def _candidates(pattern: str, advice: Advice, full_name: bool, regex: bool) -> Iterator[list[str]]:
     """Edits of the pattern in tiers, the smallest first; numbers are never changed."""
-    parts = pattern.split(".")
+    parts, seps = _split(pattern, regex)
     fixed = [_closest(part, advice.segments) for part in parts]
-    spelled = ".".join(fixed)
-    # Misspelt segments, and a whole-name pattern reached from any prefix.
-    yield [spelled] + ([] if pattern.startswith("*") else ["*." + spelled])
+    spelled = _join(fixed, seps)
+    # Misspelt segments, and a whole-name pattern reached from any prefix (a regex's
+    # alternatives all from it).
+    if regex:
+        anywhere = [] if pattern.startswith(".*") else [_anywhere(spelled)]
+    else:
+        anywhere = [] if pattern.startswith("*") else ["*." + spelled]
+    yield [spelled, *anywhere]
     # One segment too many, never the last (what the pattern is after); what is left must
     # still name something.
-    shorter = [fixed[:i] + fixed[i + 1 :] for i in range(len(fixed) - 1)]
     yield [
-        ".".join(rest)
-        for i, rest in enumerate(shorter)
-        if _LITERAL_SEGMENT.fullmatch(fixed[i]) and any(map(_LITERAL_SEGMENT.fullmatch, rest))
+        _join(fixed[:i] + fixed[i + 1 :], seps[:i] + seps[i + 1 :])
+        for i in range(len(fixed) - 1)
+        if _LITERAL_SEGMENT.fullmatch(fixed[i])
+        and any(map(_LITERAL_SEGMENT.fullmatch, fixed[:i] + fixed[i + 1 :]))
     ]
-    if "." not in pattern:
+    if len(parts) == 1:
         close = difflib.get_close_matches(pattern, advice.last_segments, _MOST, 0.6)
-        yield [("*." + segment) if full_name else segment for segment in close]
+        # Where the rules compare whole names, a bare name is tried too: PEFT's lists take it
+        # as a dotted suffix.
+        yield [
+            form
+            for segment in close
+            for form in (
+                [_anywhere(segment)]
+                if regex
+                else [segment, "*." + segment]
+                if full_name
+                else [segment]
+            )
+        ]
+
+
+def _anywhere(regex: str) -> str:
+    """The regex after any prefix: ``.*\\.`` before it (before each alternative)."""
+    return ".*\\." + (f"(?:{regex})" if len(_alternatives(regex)) > 1 else regex)
 
 
 def _closest(part: str, vocabulary: list[str]) -> str:
@@ -205,32 +422,52 @@ def _closest(part: str, vocabulary: list[str]) -> str:
     return close[0] if close else part
 
 
-def _usable(candidate: str, advice: Advice, dot_is_any: bool) -> tuple[str, list[str]] | None:
+def _usable(
+    candidate: str, advice: Advice, dot_is_any: bool, regex: bool
+) -> tuple[str, list[str]] | None:
     """:func:`_linear_only` of the candidate, its numbers' dots literal where a dot is any
-    character (`layers.1.*` would take in layers 10 to 19), if it selects as it reads."""
-    if dot_is_any:
+    character (`layers.1.*` would take in layers 10 to 19), if it selects as it reads. The
+    names that have its words are tried first: most candidates select none of them, and so
+    nothing as written, which an index lookup shows without a pass over all the names."""
+    if dot_is_any and not regex:
         candidate = re.sub(r"(?<=\.)([0-9]+)\.(?=\*)", r"\1\\.", candidate)
-    usable = _linear_only(candidate, advice)
-    return usable if usable and _as_written(*usable) else None
+    words = _words(candidate, regex)
+    match = advice.selects(candidate)
+    if not any(map(match, advice.having(set.intersection(*words)))):
+        return None
+    selected = [name for name in advice.names if match(name)]
+    usable = _linear_only(candidate, selected, advice, regex)
+    return usable if usable and _as_written(usable[1], _words(usable[0], regex)) else None
 
 
-def _as_written(candidate: str, selected: list[str]) -> bool:
-    """Whether the candidate's word segments are segments of each name it selects (where '.'
-    is any character, `*.attn.dense` selects `self_attn.dense`)."""
-    words = {part for part in candidate.split(".") if _LITERAL_SEGMENT.fullmatch(part)}
-    return all(words <= set(name.split(".")) for name in selected)
+def _words(candidate: str, regex: bool) -> list[set[str]]:
+    """The word segments of the candidate, per top-level alternative in a regex."""
+    sides = _alternatives(candidate) if regex else [candidate]
+    return [
+        {part for part in _split(side, regex)[0] if _LITERAL_SEGMENT.fullmatch(part)}
+        for side in sides
+    ]
 
 
-def _linear_only(candidate: str, advice: Advice) -> tuple[str, list[str]] | None:
+def _as_written(selected: list[str], words: list[set[str]]) -> bool:
+    """Whether each name selected has as segments the word segments of the candidate (of one
+    of its alternatives): where '.' is any character, `*.attn.dense` selects
+    `self_attn.dense`."""
+    return all(any(side <= set(name.split(".")) for side in words) for name in selected)
+
+
+def _linear_only(
+    candidate: str, selected: list[str], advice: Advice, regex: bool
+) -> tuple[str, list[str]] | None:
     """The candidate, or a narrower form of it, with what it selects, if that is Linear
-    modules only; None if it selects nothing (or nothing Linear)."""
-    selected = advice.selected(candidate)
+    modules only; None if it selects nothing (or nothing Linear). A regex is not narrowed:
+    its ``*`` repeats what is before it."""
     if not selected:
         return None
     linear = advice.linear
     if linear is None or all(name in linear for name in selected):
         return candidate, selected
-    if not candidate.endswith("*"):
+    if regex or not candidate.endswith("*"):
         return None
     wanted = [name.rpartition(".")[2] for name in selected if name in linear]
     others = [name.rpartition(".")[2] for name in selected if name not in linear]

@@ -18,13 +18,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..peft import PeftMatcher, installed_is
-from ..reference.peft import release
+from ..reference.peft import TASK_TYPES, release
 
-__all__ = ["Preview", "Refused", "preview", "rewritten"]
+__all__ = ["NothingMatched", "Preview", "Refused", "preview", "rewritten"]
 
 
 class Refused(ValueError):
     """PEFT refuses the config on this model; the message is its reason, in one line."""
+
+
+class NothingMatched(Refused):
+    """PEFT refuses the config because it adapts nothing on this model."""
 
 
 @dataclass(frozen=True)
@@ -94,23 +98,13 @@ def preview(
     )
 
 
-# The heads get_peft_model's task classes (PeftModelForSequenceClassification, ...ForToken-
-# Classification, ...ForQuestionAnswering) add to modules_to_save before matching, in every
-# release: LoRA keeps off them.
-_TASK_HEADS = {
-    "SEQ_CLS": ["classifier", "score"],
-    "TOKEN_CLS": ["classifier", "score"],
-    "QUESTION_ANS": ["qa_outputs"],
-}
-
-
 def _with_task_heads(matcher: PeftMatcher) -> PeftMatcher:
     task = matcher.task_type
-    heads = _TASK_HEADS.get(str(getattr(task, "value", task)))
-    if heads is None:
+    found = TASK_TYPES.get(str(getattr(task, "value", task)))
+    if found is None or not found.heads:
         return matcher
     settings = matcher.settings
-    settings["modules_to_save"] = [*(settings["modules_to_save"] or ()), *heads]
+    settings["modules_to_save"] = [*(settings["modules_to_save"] or ()), *found.heads]
     return PeftMatcher(**settings, version=matcher.version)
 
 
@@ -216,7 +210,7 @@ def _refuse(outcome: _Outcome, module: Any, peft: tuple[int, int]) -> None:
         if applied.layers_pattern is not None:
             reason += f", layers_pattern {applied.layers_pattern!r}"
         reason += ")"
-    raise Refused(f"PEFT refuses this config on this model: {reason}")
+    raise NothingMatched(f"PEFT refuses this config on this model: {reason}")
 
 
 # The options ParamWrapper refuses after the dropout, in its order, as its messages name them.

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .. import automodel, megatron_bridge
 from ..engine.patternset import PatternSet
 from ..engine.suffixset import SuffixSet
 from ..engine.syntax import AUTOMODEL, REGEX, SEED, Syntax, quietly
-from ..errors import PatternError
+from ..errors import InputError, PatternError
+from ..frontends import front_ends
+from ..inputs.models import Model
 from ..matcher import ModuleMatcher
 from ..peft import PeftMatcher, default_targets, rules_version
-from ..reference.peft import release
+from ..reference.peft import TASK_TYPES, release
 from ..reference.peft_defaults import MISSING
 from . import peft as peft_preview
 from .peft import Preview, preview
@@ -24,25 +26,10 @@ from .report import NameRuleSelects
 __all__ = ["CALLS", "RULES", "Options", "RuleSet", "Verdict", "rule_set"]
 
 RULES = ("seed", "automodel", "megatron-bridge", "peft")
-# PEFT's TaskType values (the same in 0.17 to 0.21).
-_TASK_TYPES = (
-    "SEQ_CLS",
-    "SEQ_2_SEQ_LM",
-    "CAUSAL_LM",
-    "TOKEN_CLS",
-    "QUESTION_ANS",
-    "FEATURE_EXTRACTION",
-)
-# The PEFT release each training front-end pins.
-_PINS = {"Axolotl 0.18.0": "0.19.1", "LLaMA-Factory 0.9.5": "0.18.1"}
 CALLS = ("split", "full-name")
 # How each framework calls its matcher: Megatron-Bridge's walk passes the short name and the
 # parent's path; Automodel's apply_lora_to_linear_modules passes the full name, no prefix.
 _DEFAULT_CALL = {"seed": "split", "automodel": "full-name", "megatron-bridge": "split"}
-
-
-class InputError(Exception):
-    """Options the chosen rule set cannot take; its message is the one-line error shown."""
 
 
 @dataclass(frozen=True)
@@ -79,24 +66,6 @@ class Verdict:
     matched: bool
     rule: str
     pattern: str | None = None
-
-
-@dataclass(frozen=True)
-class Model:
-    """Module names in ``named_modules()`` order, which are Linear, and the output layer."""
-
-    modules: list[tuple[str, bool]]
-    # Where only names are known, the module PEFT's "all-linear" leaves out is taken to be this.
-    output_embedding: str | None = "lm_head"
-    # The model itself, where it was built (--hf-config).
-    module: Any = None
-    # Whether the Linear flags are known: a names file without classes does not say.
-    typed: bool = True
-    # Modules holding a layer's experts fused as 3-D parameters (transformers 5), with the
-    # names of those parameters.
-    fused_experts: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    # The Hugging Face model type, where the model was built from its config.
-    model_type: str | None = None
 
 
 class RuleSet:
@@ -469,12 +438,15 @@ class _PeftRuleSet(RuleSet):
                 "Conv and MultiheadAttention modules and PEFT refuses others (module types are "
                 "known only with --hf-config)"
             )
-        pinned = _PINS.get(self.built_by or "")
+        pins = {end.TITLE: end.PEFT_PIN for end in front_ends().values()}
+        pinned = pins.get(self.built_by or "")
         if pinned is not None and release(pinned) != release(self.matcher.version):
             notes.append(
                 f"{self.built_by} pins PEFT {pinned}: these are PEFT {self.matcher.version}'s "
                 f"rules (--peft-version {pinned} for its)"
             )
+        elif pinned is not None:
+            notes.append(f"PEFT {pinned} is the release {self.built_by} pins (--peft-version V)")
         if self.matcher.layers_to_transform is not None and self.patterns:
             notes.append(
                 "the per-pattern counts are before layers_to_transform: the selection applies it"
@@ -595,10 +567,10 @@ def _peft(options: Options) -> RuleSet:
     # LoraConfig's own checks, with its messages.
     if isinstance(options.target_parameters, str):
         raise InputError("`target_parameters` must be a list of strings or None.")
-    if options.task_type is not None and options.task_type not in _TASK_TYPES:
+    if options.task_type is not None and options.task_type not in TASK_TYPES:
         raise InputError(
             f"Invalid task type: {options.task_type!r}. Must be one of the following task "
-            f"types: {', '.join(_TASK_TYPES)}"
+            f"types: {', '.join(TASK_TYPES)}"
         )
     if isinstance(targets, str) and options.layers_to_transform is not None:
         raise InputError("`layers_to_transform` cannot be used when `target_modules` is a str.")

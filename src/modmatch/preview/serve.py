@@ -1,4 +1,4 @@
-"""``--serve``: what a saved adapter holds, next to what training adapts, and whether the
+"""Serving a saved adapter: what a saved adapter holds, next to what training adapts, and whether the
 server applies it as trained."""
 
 from __future__ import annotations
@@ -6,20 +6,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from importlib.util import find_spec
-from typing import Any, TextIO
+from typing import Any
 
-from ..fold import fold
-from ..reference.vllm import MAX_LORA_RANK
+from ..inputs.models import Model
+from ..serving import Verdict, engines
 from ..serving import adapter as saved
-from ..serving import vllm
-from .rulesets import Model
-from .text import counted, write_folded
 
-__all__ = ["Audit", "audit", "check", "to_json", "write_text"]
-
-# The servers --serve knows.
-ENGINES = ("vllm",)
+__all__ = ["Audit", "audit", "check", "to_json"]
 
 
 @dataclass(frozen=True)
@@ -75,15 +68,16 @@ def _experts(model: Model, name: str) -> int:
 
 
 def check(
-    path: str, model: Model, model_path: str, max_lora_rank: int | None
-) -> tuple[saved.SavedAdapter, vllm.Verdict]:
-    """The adapter in ``path`` and vLLM's verdict on it, served on ``model``."""
+    engine: str, path: str, model: Model, model_path: str, max_lora_rank: int | None
+) -> tuple[saved.SavedAdapter, Verdict]:
+    """The adapter in ``path`` and ``engine``'s verdict on it, served on ``model``."""
     adapter = saved.read(path)
-    rank = MAX_LORA_RANK if max_lora_rank is None else max_lora_rank
-    return adapter, vllm.check(adapter, model.module.config, model_path, rank)
+    found = engines()[engine]
+    rank = found.MAX_LORA_RANK if max_lora_rank is None else max_lora_rank
+    return adapter, found.check(adapter, model.module.config, model_path, rank)
 
 
-def to_json(found: Audit, verdict: vllm.Verdict) -> dict[str, Any]:
+def to_json(found: Audit, verdict: Verdict) -> dict[str, Any]:
     document = asdict(verdict)
     document["rules"] = "built-in" if document.pop("built_in") else "installed"
     document["not_applied_why"] = {
@@ -99,70 +93,3 @@ def to_json(found: Audit, verdict: vllm.Verdict) -> dict[str, Any]:
         },
         "serve": document,
     }
-
-
-def write_text(out: TextIO, path: str, found: Audit, verdict: vllm.Verdict) -> None:
-    by_rank: dict[tuple[int, ...], list[str]] = {}
-    for name, ranks in found.ranks.items():
-        by_rank.setdefault(tuple(sorted(set(ranks))), []).append(name)
-    print(f"adapter {path} holds:", file=out)
-    for ranks, names in sorted(by_rank.items()):
-        shown = " and ".join(map(str, ranks))
-        print(f"LoRA of rank {shown} on {counted(len(names), 'module')}:", file=out)
-        write_folded(out, names)
-    if found.saved_whole:
-        print(f"whole weights of {counted(len(found.saved_whole), 'module')}:", file=out)
-        write_folded(out, found.saved_whole)
-    if found.base_weights:
-        print(
-            f"base weights of {counted(len(found.base_weights), 'embedding')}, saved beside their "
-            "LoRA (vLLM serves its own):",
-            file=out,
-        )
-        write_folded(out, found.base_weights)
-    if found.not_saved:
-        print(
-            f"warning: training adapts {counted(len(found.not_saved), 'module')} the adapter does "
-            "not hold:",
-            file=out,
-        )
-        write_folded(out, found.not_saved)
-    rules = "installed"
-    if verdict.built_in:
-        rules = "built-in rules" + ("" if find_spec("vllm") else ": vLLM is not installed")
-    engine = f"vLLM {verdict.engine_version} ({rules})"
-    if not verdict.loads:
-        print(f"{engine} refuses the adapter: {verdict.error}", file=out)
-        return
-    print(
-        f"{engine} loads the adapter; it applies {counted(len(verdict.applied), 'module')}:",
-        file=out,
-    )
-    write_folded(out, verdict.applied)
-    if verdict.not_applied:
-        print(
-            f"warning: vLLM never applies {counted(len(verdict.not_applied), 'module')} of the "
-            "adapter, without a message (served as the base model there):",
-            file=out,
-        )
-        _folded_why(out, verdict)
-    if verdict.ignored_settings:
-        print(f"warning: vLLM ignores {', '.join(verdict.ignored_settings)}", file=out)
-
-
-def _folded_why(out: TextIO, verdict: vllm.Verdict) -> None:
-    """The modules not applied, folded by reason, each group with the names the served model
-    has instead where it has them."""
-    by_reason: dict[str, list[str]] = {}
-    for module in verdict.not_applied:
-        reason, _ = verdict.why.get(module, ("", None))
-        by_reason.setdefault(reason, []).append(module)
-    for reason, modules in by_reason.items():
-        write_folded(out, modules)
-        instead = [name for m in modules if (name := verdict.why.get(m, ("", None))[1])]
-        if instead:
-            print(f"    {reason}; it has:", file=out)
-            for line in fold(instead):
-                print(f"      {line}", file=out)
-        elif reason:
-            print(f"    {reason}", file=out)

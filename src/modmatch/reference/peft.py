@@ -11,19 +11,41 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "LATEST",
     "RELEASES",
     "SAVED_PREFIX",
+    "TASK_TYPES",
     "Excluded",
+    "Task",
     "all_linear_names",
     "check_target_module_exists",
     "layer_index",
     "modules_to_save_regex",
     "release",
 ]
+
+
+class Task(NamedTuple):
+    """A PEFT task type: the transformers auto class its ``PeftModelFor*`` class stands for,
+    and the heads ``get_peft_model`` adds to ``modules_to_save`` before matching (LoRA keeps
+    off them)."""
+
+    auto_class: str
+    heads: tuple[str, ...]
+
+
+# PEFT's TaskType values, in its enum's order (the same in 0.17 to 0.21).
+TASK_TYPES: dict[str, Task] = {
+    "SEQ_CLS": Task("AutoModelForSequenceClassification", ("classifier", "score")),
+    "SEQ_2_SEQ_LM": Task("AutoModelForSeq2SeqLM", ()),
+    "CAUSAL_LM": Task("AutoModelForCausalLM", ()),
+    "TOKEN_CLS": Task("AutoModelForTokenClassification", ("classifier", "score")),
+    "QUESTION_ANS": Task("AutoModelForQuestionAnswering", ("qa_outputs",)),
+    "FEATURE_EXTRACTION": Task("AutoModel", ()),
+}
 
 # What save_pretrained puts before every module name in an adapter's tensor names.
 SAVED_PREFIX = "base_model.model."

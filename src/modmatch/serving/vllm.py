@@ -10,7 +10,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
@@ -19,8 +18,14 @@ from typing import Any
 from ..reference import vllm as reference
 from ..reference import vllm_models
 from .adapter import SavedAdapter, split
+from .verdict import Verdict
 
-__all__ = ["Verdict", "check", "installed"]
+__all__ = ["MAX_LORA_RANK", "MAX_LORA_RANKS", "NAME", "TITLE", "Verdict", "check", "installed"]
+
+NAME = "vllm"
+TITLE = "vLLM"
+MAX_LORA_RANK = reference.MAX_LORA_RANK
+MAX_LORA_RANKS = reference.MAX_LORA_RANKS
 
 # The LoraConfig fields that change what a saved adapter computes, with PEFT's defaults: one
 # of these set and not among the fields the server reads (its PEFTHelper's, which change with
@@ -47,25 +52,6 @@ _INFERENCE_FIELDS: Mapping[str, Any] = {
 # Why a module's weights are never applied.
 NO_SUCH_MODULE = "the served model has no module of this name"
 HELD_BY_ATTENTION = "the attention backend computes with its base weights (MLA)"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What the server does with the adapter: whether it loads it (else its message), which
-    of the adapter's modules (by the names it was trained with) it applies and which it holds
-    but never applies, and the config settings it does not read. ``why``: for each module not
-    applied, the reason and the name the served model has instead (where the restated layout
-    of the model knows one)."""
-
-    engine_version: str
-    built_in: bool
-    loads: bool
-    error: str | None
-    applied: tuple[str, ...]
-    not_applied: tuple[str, ...]
-    ignored_settings: tuple[str, ...]
-    why: Mapping[str, tuple[str, str | None]] = field(default_factory=dict)
-    engine: str = "vllm"
 
 
 def check(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modmatch.preview.shapes import SHAPES
+from modmatch.inputs.shapes import SHAPES
 from oracles import oracle
 
 

@@ -1,0 +1,50 @@
+"""``modmatch serve``: will a serving engine apply a saved adapter as trained?"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..inputs.configs import PEFT
+from ..preview.compute import Request
+from ..serving import engines
+from .flags import add_output
+
+__all__ = ["add_parser", "request"]
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help="whether a serving engine loads a saved adapter and applies it as trained",
+        description="What a saved adapter (the folder save_pretrained wrote) holds, next to what "
+        "training adapts, and whether the serving engine loads it and which of its modules it "
+        "applies.",
+    )
+    parser.add_argument("adapter", metavar="ADAPTER", help="the adapter's folder")
+    parser.add_argument(
+        "--model",
+        metavar="MODEL",
+        help="the served model: a config.json, a model folder, or a Hub id in the local Hugging "
+        "Face cache (default: the adapter's base_model_name_or_path, where local or cached)",
+    )
+    parser.add_argument("--engine", required=True, choices=sorted(engines()))
+    parser.add_argument(
+        "--max-lora-rank",
+        type=int,
+        choices=sorted({rank for engine in engines().values() for rank in engine.MAX_LORA_RANKS}),
+        metavar="N",
+        help="the server's --max-lora-rank (default: the engine's)",
+    )
+    add_output(parser, emit=False)
+
+
+def request(args: argparse.Namespace) -> Request:
+    return Request(
+        "peft",
+        model=args.model,
+        config=args.adapter,
+        kind=PEFT,
+        explain=tuple(args.explain),
+        engine=args.engine,
+        max_lora_rank=args.max_lora_rank,
+    )
