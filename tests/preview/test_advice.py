@@ -8,15 +8,17 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from modmatch import reference
-from modmatch.preview.advice import _ROLES
+from modmatch import ModuleMatcher, reference
 from modmatch.cli import main
 from modmatch.inputs.shapes import SHAPES
+from modmatch.peft import PeftMatcher
+from modmatch.preview.advice import _ROLES, Advice, Suggestion, suggest, suggestions
 from oracles import oracle
 
 # Typos and near misses a user makes on each built-in shape (transformers 4.x naming).
@@ -262,3 +264,274 @@ def test_every_suggestion_selects_linear_modules(
     assert tried["unmatched_patterns"] == []
     assert tried["selected_not_linear"] == 0
     assert "broader_than_written" not in tried  # `*.attn.dense` would select `self_attn.dense`
+
+
+# Suggestions under each rule set, called as the command calls them: Advice over the names, a
+# selector reading a pattern as the rules read the one advised on.
+
+
+def _gemma3() -> list[tuple[str, bool]]:
+    """Gemma 3's module names under transformers 5 (Gemma3ForConditionalGeneration, the vision
+    tower without a pooling head, as google/gemma-3-4b-it), two text layers and one vision
+    layer, with which are Linear. Written out: under transformers 4 the names differ."""
+    vision, text = "model.vision_tower", "model.language_model"
+    names = [
+        ("model", False),
+        (vision, False),
+        *(
+            (f"{vision}.embeddings{part}", False)
+            for part in ("", ".patch_embedding", ".position_embedding")
+        ),
+        (f"{vision}.encoder", False),
+        (f"{vision}.encoder.layers", False),
+    ]
+    layer = f"{vision}.encoder.layers.0"
+    names += [(layer, False), (f"{layer}.layer_norm1", False), (f"{layer}.self_attn", False)]
+    names += [(f"{layer}.self_attn.{p}", True) for p in ("k_proj", "v_proj", "q_proj", "out_proj")]
+    names += [(f"{layer}.layer_norm2", False), (f"{layer}.mlp", False)]
+    names += [(f"{layer}.mlp.activation_fn", False), (f"{layer}.mlp.fc1", True)]
+    names += [(f"{layer}.mlp.fc2", True), (f"{vision}.post_layernorm", False)]
+    projector = "model.multi_modal_projector"
+    names += [(projector, False), (f"{projector}.mm_soft_emb_norm", False)]
+    names += [(f"{projector}.avg_pool", False)]
+    names += [(text, False), (f"{text}.embed_tokens", False), (f"{text}.layers", False)]
+    for index in range(2):
+        layer = f"{text}.layers.{index}"
+        names += [(layer, False), (f"{layer}.self_attn", False)]
+        names += [
+            (f"{layer}.self_attn.{p}", True) for p in ("q_proj", "k_proj", "v_proj", "o_proj")
+        ]
+        names += [(f"{layer}.self_attn.{p}", False) for p in ("q_norm", "k_norm")]
+        names += [(f"{layer}.mlp", False)]
+        names += [(f"{layer}.mlp.{p}", True) for p in ("gate_proj", "up_proj", "down_proj")]
+        names += [(f"{layer}.mlp.act_fn", False)]
+        norms = ("input", "post_attention", "pre_feedforward", "post_feedforward")
+        names += [(f"{layer}.{norm}_layernorm", False) for norm in norms]
+    return [*names, (f"{text}.norm", False), (f"{text}.rotary_emb", False), ("lm_head", True)]
+
+
+def test_gemma3_names_are_transformers_5s() -> None:
+    transformers = oracle("transformers")
+    if int(transformers.__version__.split(".")[0]) < 5:
+        pytest.skip("Gemma 3's names are transformers 5's")
+    import torch
+
+    config = transformers.Gemma3Config(
+        text_config={"num_hidden_layers": 2},
+        vision_config={"num_hidden_layers": 1, "vision_use_head": False},
+    )
+    with torch.device("meta"):
+        model = transformers.Gemma3ForConditionalGeneration(config)
+    built = [(name, type(module) is torch.nn.Linear) for name, module in model.named_modules()]
+    assert built[1:] == _gemma3()
+
+
+def _peft(regex: bool) -> Callable[[str], Callable[[str], bool]]:
+    """PEFT's rules for one pattern: a list entry, or (``regex``) the one regex
+    target_modules."""
+
+    def selects(pattern: str) -> Callable[[str], bool]:
+        matcher = PeftMatcher(target_modules=pattern if regex else [pattern])
+        return lambda name: bool(matcher.match(name))
+
+    return selects
+
+
+def _seed(pattern: str) -> Callable[[str], bool]:
+    """The seed's rules for one pattern, called with the split name."""
+    matcher = ModuleMatcher(target_modules=[pattern])
+    return lambda name: bool(matcher.match(None, *reversed(name.rpartition(".")[::2])))
+
+
+def _advice(modules: Iterable[tuple[str, bool]], selects: Any) -> Advice:
+    modules = [(name, linear) for name, linear in modules if name]  # PEFT skips the root
+    return Advice([name for name, _ in modules], {n for n, linear in modules if linear}, selects)
+
+
+def _real_peft(target_modules: str | list[str], modules: list[tuple[str, bool]]) -> list[str]:
+    """The names real PEFT adapts for ``target_modules``."""
+    oracle("peft")
+    from peft import LoraConfig
+    from peft.tuners.tuners_utils import check_target_module_exists
+
+    config = LoraConfig(target_modules=target_modules)
+    return [name for name, _ in modules if name and check_target_module_exists(config, name)]
+
+
+def test_a_peft_entry_gets_the_entries_of_its_role() -> None:
+    phi = list(_tiny("phi"))  # transformers' Phi (phi-1.5): q_proj, k_proj, v_proj, dense
+    offered = suggestions("Wqkv", _advice(phi, _peft(False)), full_name=True, dot_is_any=False)
+    assert offered == ["q_proj", "k_proj", "v_proj"]
+    for entry in offered:
+        adapted = _real_peft([entry], phi)
+        assert adapted == [f"model.layers.{i}.self_attn.{entry}" for i in range(2)]
+
+
+# Gemma 3 under transformers 5, targeted as under transformers 4 or as a text-only Gemma 3:
+# the pattern, its layout, how it is read, and the suggestion, which keeps all but the prefix.
+MOVED = [
+    (
+        "language_model.model.layers.0.self_attn.q_proj",
+        "transformers 4",
+        "peft",
+        "model.language_model.layers.0.self_attn.q_proj",
+    ),
+    (
+        "language_model.model.layers.*.self_attn.(q|v)_proj",
+        "transformers 4",
+        "peft-regex",
+        "model.language_model.layers.*.self_attn.(q|v)_proj",
+    ),
+    (
+        r"language_model\.model\.layers\.\d+\.mlp\.(gate|up)_proj",
+        "transformers 4",
+        "peft-regex",
+        r"model\.language_model\.layers\.\d+\.mlp\.(gate|up)_proj",
+    ),
+    (
+        "language_model.model.layers.1.self_attn.o_proj|vision_tower.vision_model.encoder.layers.0.mlp.fc1",
+        "transformers 4",
+        "peft-regex",
+        "model.language_model.layers.1.self_attn.o_proj|model.vision_tower.encoder.layers.0.mlp.fc1",
+    ),
+    (
+        "language_model.model.layers.1.self_attn.k_proj",
+        "transformers 4",
+        "seed",
+        "model.language_model.layers.1.self_attn.k_proj",
+    ),
+    (
+        "model.layers.*.mlp.down_proj",
+        "text",
+        "peft-regex",
+        "model.language_model.layers.*.mlp.down_proj",
+    ),
+    (
+        "model.layers.*.self_attn.o_proj",
+        "text",
+        "seed",
+        "model.language_model.layers.*.self_attn.o_proj",
+    ),
+    ("model.layers.1.mlp.up_proj", "text", "peft", "model.language_model.layers.1.mlp.up_proj"),
+]
+# Each layout's names for transformers 5's (None: not in that layout).
+LAYOUTS: dict[str, Callable[[str], str | None]] = {
+    "transformers 4": lambda name: re.sub(
+        r"^model\.(language_model|vision_tower|multi_modal_projector)",
+        lambda found: {
+            "language_model": "language_model.model",
+            "vision_tower": "vision_tower.vision_model",
+        }.get(found[1], found[1]),
+        name,
+    ),
+    "text": lambda name: (
+        name.replace("language_model.", "", 1)
+        if name.startswith("model.language_model.") or name == "lm_head"
+        else None
+    ),
+}
+READ: dict[str, tuple[Any, bool, bool]] = {
+    "peft": (_peft(False), True, False),
+    "peft-regex": (_peft(True), True, True),
+    "seed": (_seed, False, False),
+}
+
+
+@pytest.mark.parametrize(("pattern", "layout", "rules", "expected"), MOVED)
+def test_a_moved_prefix_is_put_back(pattern: str, layout: str, rules: str, expected: str) -> None:
+    selects, full_name, regex = READ[rules]
+    advice = _advice(_gemma3(), selects)
+    assert not advice.selected(pattern)
+    found = suggest(pattern, advice, full_name=full_name, dot_is_any=rules == "seed", regex=regex)
+    assert [suggested.pattern for suggested in found] == [expected]
+    assert found[0].why is not None and "model.language_model" in found[0].why
+    # The suggestion selects on this model what the pattern selects on the layout it was
+    # written for.
+    renamed = {old: name for name, _ in _gemma3() if (old := LAYOUTS[layout](name)) is not None}
+    written_for = _advice([(old, True) for old in renamed], selects)
+    intended = {renamed[old] for old in written_for.selected(pattern)}
+    assert intended and set(advice.selected(expected)) == intended
+    if rules.startswith("peft"):
+        assert _real_peft(expected if regex else [expected], _gemma3()) == advice.selected(expected)
+
+
+def test_an_adapters_prefix_is_taken_off() -> None:
+    pattern = "base_model.model.model.layers.0.mlp.fc2"  # as in an adapter's tensor names
+    phi = list(_tiny("phi"))
+    for selects, full_name, regex in READ.values():
+        found = suggest(
+            pattern, _advice(phi, selects), full_name=full_name, dot_is_any=False, regex=regex
+        )
+        assert found == [
+            Suggestion(
+                "model.layers.0.mlp.fc2",
+                "this model's names have 'model' where the pattern has 'base_model.model.model'",
+            )
+        ]
+
+
+# Patterns with nothing close on Gemma 3: no suggestion under any rules (a prefix moved to a
+# norm, which is not Linear; a word no module has; a regex after a role's names, which one
+# regex would have to join).
+NOTHING_CLOSE = [
+    ("language_model.model.norm", ["peft", "peft-regex", "seed"]),
+    ("lora_magnitude_vector", ["peft", "peft-regex", "seed"]),
+    (".*\\.Wqkv", ["peft-regex"]),
+]
+
+
+@pytest.mark.parametrize(("pattern", "rules"), NOTHING_CLOSE)
+def test_nothing_close_is_no_suggestion(pattern: str, rules: list[str]) -> None:
+    for read in rules:
+        selects, full_name, regex = READ[read]
+        advice = _advice(_gemma3(), selects)
+        found = suggest(
+            pattern, advice, full_name=full_name, dot_is_any=read == "seed", regex=regex
+        )
+        assert found == [], read
+
+
+# On DeepSeek-V3 (75,000 modules) with transformers 5's prefix: patterns, read as a PEFT regex
+# or list entry, with what they get. Each gets many candidates (respellings, shorter forms, the
+# moved prefix, the role's names), most of which select nothing.
+SCANNED = [
+    (
+        True,
+        "language_model.model.layers.*.self_attn.kv_b_proj",
+        ["model.language_model.layers.*.self_attn.kv_b_proj"],
+    ),
+    (True, "model.layers.3.self_atn.kv_b_prj", []),
+    (True, "kv_b_prj", [r".*\.kv_b_proj"]),
+    (False, "model.layers.3.self_atn.kv_b_prj", ["layers.3.self_attn.kv_b_proj"]),
+    (False, "mlp.c_proj", ["mlp.down_proj", "o_proj"]),
+    (False, "Wqkv", []),
+]
+
+
+@pytest.mark.parametrize(("regex", "pattern", "expected"), SCANNED)
+def test_suggestions_pass_over_the_names_once_each(
+    regex: bool, pattern: str, expected: list[str]
+) -> None:
+    """Candidates that select nothing are ruled out by the index of segments: a pattern costs
+    one pass over the names per suggestion (to know what it selects), not one per candidate."""
+    modules = [
+        (name.replace("model.", "model.language_model.", 1), linear)
+        for name, linear in SHAPES["deepseek-v3"].modules()
+        if name.startswith("model.")
+    ]
+    asked = 0
+
+    def counted(pattern: str) -> Callable[[str], bool]:
+        match = _peft(regex)(pattern)
+
+        def answer(name: str) -> bool:
+            nonlocal asked
+            asked += 1
+            return match(name)
+
+        return answer
+
+    advice = _advice(modules, counted)
+    found = suggestions(pattern, advice, full_name=True, dot_is_any=False, regex=regex)
+    assert found == expected
+    assert asked <= (len(found) + 0.5) * len(modules), asked / len(modules)

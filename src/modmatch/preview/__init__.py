@@ -1,5 +1,11 @@
-"""The ``modmatch`` command: inputs, each framework asked the way it asks, advice, counts, output.
-
-The only package that prints. :mod:`.peft` previews what ``get_peft_model`` wraps;
-:mod:`.report` counts what each pattern selects; :mod:`.cli` is the entry point.
+"""A preview, computed once: :mod:`.compute` takes a :class:`~.compute.Request` to one
+immutable :class:`~.result.Result`. Beneath it, :mod:`.rulesets` asks each framework about a
+model's modules the way it asks, :mod:`.peft` previews what ``get_peft_model`` wraps,
+:mod:`.report` counts what each pattern selects, :mod:`.findings` and :mod:`.advice` add the
+suggestions and notes, and :mod:`.serve` audits a saved adapter for a serving engine.
 """
+
+from .compute import Request, run
+from .result import Explanation, Failed, Result, Served
+
+__all__ = ["Explanation", "Failed", "Request", "Result", "Served", "run"]

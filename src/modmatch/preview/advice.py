@@ -48,6 +48,9 @@ class Advice:
         self.names = names
         self.linear = linear  # None where module types are not known
         self.selects = selects
+        # What each candidate came to (by candidate and whether a regex): unmatched patterns
+        # of one config share them (a role's names).
+        self.tried: dict[tuple[str, bool], tuple[str, list[str]] | None] = {}
 
     @cached_property
     def _having(self) -> dict[str, set[int]]:
@@ -426,11 +429,19 @@ def _usable(
     candidate: str, advice: Advice, dot_is_any: bool, regex: bool
 ) -> tuple[str, list[str]] | None:
     """:func:`_linear_only` of the candidate, its numbers' dots literal where a dot is any
-    character (`layers.1.*` would take in layers 10 to 19), if it selects as it reads. The
-    names that have its words are tried first: most candidates select none of them, and so
-    nothing as written, which an index lookup shows without a pass over all the names."""
+    character (`layers.1.*` would take in layers 10 to 19), if it selects as it reads."""
     if dot_is_any and not regex:
         candidate = re.sub(r"(?<=\.)([0-9]+)\.(?=\*)", r"\1\\.", candidate)
+    key = (candidate, regex)
+    if key not in advice.tried:
+        advice.tried[key] = _tried(candidate, advice, regex)
+    return advice.tried[key]
+
+
+def _tried(candidate: str, advice: Advice, regex: bool) -> tuple[str, list[str]] | None:
+    """What :func:`_usable` finds for the candidate as written. The names that have its words
+    are tried first: most candidates select none of them, and so nothing as written, which an
+    index lookup shows without a pass over all the names."""
     words = _words(candidate, regex)
     match = advice.selects(candidate)
     if not any(map(match, advice.having(set.intersection(*words)))):

@@ -249,20 +249,28 @@ def _served(
         verdict,
         engine.TITLE,
         find_spec(engine.NAME) is not None,
-        _hints(verdict, engine),
+        _hints(verdict, engine, model),
     )
 
 
-def _hints(verdict: Verdict, engine: Engine) -> tuple[str, ...]:
-    """Where a rank above the server's --max-lora-rank is refused: the value that serves it."""
-    found = re.search(r"LoRA rank (\d+) is greater than max_lora_rank", verdict.error or "")
-    if found is None:
-        return ()
-    rank = int(found.group(1))
-    fits = [value for value in engine.MAX_LORA_RANKS if value >= rank]
-    if not fits:
-        return (f"{engine.TITLE} takes no --max-lora-rank above {engine.MAX_LORA_RANKS[-1]}",)
-    return (f"serve with --max-lora-rank {fits[0]} (here too: --max-lora-rank {fits[0]})",)
+def _hints(verdict: Verdict, engine: Engine, model: Model) -> tuple[str, ...]:
+    """What serves an adapter the engine refuses: the --max-lora-rank its rank needs, or a
+    classification model for a classifier's adapter."""
+    error = verdict.error or ""
+    found = re.search(r"LoRA rank (\d+) is greater than max_lora_rank", error)
+    if found is not None:
+        rank = int(found.group(1))
+        fits = [value for value in engine.MAX_LORA_RANKS if value >= rank]
+        if not fits:
+            return (f"{engine.TITLE} takes no --max-lora-rank above {engine.MAX_LORA_RANKS[-1]}",)
+        return (f"serve with --max-lora-rank {fits[0]} (here too: --max-lora-rank {fits[0]})",)
+    if "classification head" in error:
+        served = (getattr(model.module.config, "architectures", None) or ["none"])[0]
+        return (
+            "the adapter is a classifier's: serve it on a model config whose architectures "
+            f"names a classification class (this one names {served})",
+        )
+    return ()
 
 
 def _peft_regex(rules: RuleSet, model: Model, selected: list[str], lines: list[str]) -> str:

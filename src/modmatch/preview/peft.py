@@ -84,7 +84,7 @@ def preview(
             f"(target_parameters selects {len(outcome.parameters):,} parameters{added})"
         )
     if outcome.parameters is None:
-        notes.append("target_parameters are previewed only with --hf-config")
+        notes.append("target_parameters are previewed only on a model built from its config")
     if changed is None:
         return Preview(outcome.wrapped, outcome.parameters, outcome.applied, notes=notes)
     before, after = set(literal.wrapped), set(outcome.wrapped)

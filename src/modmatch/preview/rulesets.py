@@ -297,7 +297,7 @@ class _PeftRuleSet(RuleSet):
                 return self  # noted: see notes()
             raise InputError(
                 "target_modules is null: PEFT fills in its default targets for the model type, "
-                "which only --hf-config gives"
+                "which only a model built from its config gives"
             )
         if model.module is not None:
             rewritten = peft_preview.rewritten(matcher, model.module)
@@ -436,7 +436,7 @@ class _PeftRuleSet(RuleSet):
             notes.append(
                 f"{others:,} selected modules are not Linear: LoRA wraps Linear, Embedding, "
                 "Conv and MultiheadAttention modules and PEFT refuses others (module types are "
-                "known only with --hf-config)"
+                "known only on a model built from its config)"
             )
         pins = {end.TITLE: end.PEFT_PIN for end in front_ends().values()}
         pinned = pins.get(self.built_by or "")
