@@ -52,9 +52,17 @@ FRAMEWORK_MODULES = {
         "installed_version",
         "rules_version",
     },
-    "modmatch.preview.peft": {"Preview", "Refused", "preview", "rewritten"},
+    "modmatch.preview.peft": {"NothingMatched", "Preview", "Refused", "preview", "rewritten"},
     "modmatch.serving.adapter": {"Held", "SavedAdapter", "read", "split"},
-    "modmatch.serving.vllm": {"Verdict", "check", "installed"},
+    "modmatch.serving.vllm": {
+        "MAX_LORA_RANK",
+        "MAX_LORA_RANKS",
+        "NAME",
+        "TITLE",
+        "Verdict",
+        "check",
+        "installed",
+    },
 }
 
 
@@ -86,7 +94,9 @@ LAYERS = [
     {"matcher", "automodel", "megatron_bridge", "peft"},
     {"frontends"},
     {"serving"},
+    {"inputs"},
     {"preview"},
+    {"cli"},
     {"__init__", "__main__"},
 ]
 
@@ -133,8 +143,17 @@ DOCUMENTED = {
     "modmatch.fold": {"fold", "parse", "unfold"},
     "modmatch.preview.report": {"report", "Report", "UnmatchedPatternError"},
     "modmatch.preview.peft": {"preview", "Refused"},
+    "modmatch.preview": {"Failed", "Request", "Result", "run"},
+    "modmatch.frontends": {"FrontEnd", "front_ends"},
+    "modmatch.serving": {"Engine", "Verdict", "engines"},
 }
-MOVED_AWAY = ["modmatch.syntax", "modmatch.peftpreview", "modmatch.report", "modmatch.cli"]
+MOVED_AWAY = [
+    "modmatch.syntax",
+    "modmatch.peftpreview",
+    "modmatch.report",
+    "modmatch.preview.cli",
+    "modmatch.preview.shapes",
+]
 
 
 def test_documented_paths() -> None:

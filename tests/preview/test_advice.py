@@ -367,6 +367,16 @@ def test_a_peft_entry_gets_the_entries_of_its_role() -> None:
         assert adapted == [f"model.layers.{i}.self_attn.{entry}" for i in range(2)]
 
 
+def test_a_wildcard_in_a_peft_entry_gets_the_suffix_after_it() -> None:
+    phi = list(_tiny("phi"))
+    advice = _advice(phi, _peft(False))
+    offered = suggestions("model.layers.*.mlp.fc1", advice, full_name=True, dot_is_any=False)
+    assert offered == ["mlp.fc1"]
+    assert _real_peft(offered, phi) == [f"model.layers.{i}.mlp.fc1" for i in range(2)]
+    # Not where a layer number is before the wildcard: the suffix would take every layer.
+    assert suggestions("model.layers.1.*.fc1", advice, full_name=True, dot_is_any=False) == []
+
+
 # Gemma 3 under transformers 5, targeted as under transformers 4 or as a text-only Gemma 3:
 # the pattern, its layout, how it is read, and the suggestion, which keeps all but the prefix.
 MOVED = [

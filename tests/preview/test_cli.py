@@ -1,4 +1,5 @@
-"""The `modmatch` command, end to end in a subprocess."""
+"""`modmatch match` (the seed's rules unless a test names others) and `modmatch preview`, end to
+end in a subprocess."""
 
 from __future__ import annotations
 
@@ -17,10 +18,15 @@ from modmatch.inputs.shapes import SHAPES
 from oracles import oracle
 
 
-def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def command(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "modmatch", *args], input=stdin, capture_output=True, text=True
     )
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``modmatch match`` under the seed's rules, unless ``args`` name others (the last wins)."""
+    return command("match", "--rules", "seed", *args, stdin=stdin)
 
 
 def reference_selection(model: str, **options: object) -> list[str]:
@@ -41,7 +47,7 @@ def test_default_model_human_output() -> None:
     assert "deepseek-v3: 75,397 modules, 45,033 nn.Linear" in out
     assert "  model.layers.{3..60}.mlp.experts.{0..255}.gate_proj  x14,848" in out
     assert "  model.layers.{0..60}.self_attn.q_a_proj  x61" in out
-    assert "selected 14,909 of 75,397 modules (matching took " in out
+    assert "selected 14,909 of 75,397 modules in " in out
     assert result.stderr == ""
 
 
@@ -49,14 +55,23 @@ def test_json_output_is_the_reference_selection() -> None:
     result = run("--model", "mixtral-8x22b", "-x", "*.w2", "-x", "nothing_here", "--json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
+    assert set(document.pop("timings")) == {
+        "reading the model",
+        "matching",
+        "counts and advice",
+        "total",
+    }
     expected = reference_selection(
         "mixtral-8x22b", target_modules=[], exclude_modules=["*.w2", "nothing_here"]
     )
     assert document == {
+        "schema_version": 2,
         "rules": "seed",
         "call": "split",
+        "model": "mixtral-8x22b",
         "defaults": None,
         "modules": 2_863,
+        "linear": 1_625,
         "selected": len(expected),
         "patterns": [
             {"pattern": "*.w2", "matched": 448},
@@ -111,14 +126,14 @@ def test_explain() -> None:
         in result.stdout
     )
     assert "decoder.layers.3.mlp.router: not selected, no target matched" in result.stdout
-    assert "not.a.module (not in the model; taken as not Linear): not selected" in result.stdout
+    assert "not.a.module: not in the model" in result.stdout
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     cases = {
-        ("--names", str(tmp_path / "missing.txt")): "cannot read",
+        ("--names", str(tmp_path / "missing.txt")): "no such file",
         ("--names", str(empty)): "no module names in",
         ("-t", "*.q_proj("): "invalid target pattern '*.q_proj(' at index 0: missing ), "
         "unterminated subpattern at position 8",
@@ -130,13 +145,13 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         untyped.write_text('{"hidden_size": 8}')
         unknown.write_text('{"model_type": "no-such-model"}')
         bad.write_text('{"model_type": "llama", "num_hidden_layers": "x"}')
-        cases[("--hf-config", str(empty))] = "empty.txt is not JSON"
-        cases[("--hf-config", str(tmp_path))] = "config.json: No such file"
-        cases[("--hf-config", str(untyped))] = "it has no model_type"
-        cases[("--hf-config", str(unknown))] = "has no model type 'no-such-model'"
-        cases[("--hf-config", str(bad))] = "cannot build a model from"
+        cases[("--model", str(empty))] = "empty.txt is not JSON"
+        cases[("--model", str(tmp_path))] = "the folder holds no config.json"
+        cases[("--model", str(untyped))] = "it has no model_type"
+        cases[("--model", str(unknown))] = "has no model type 'no-such-model'"
+        cases[("--model", str(bad))] = "cannot build a model from"
     else:
-        cases[("--hf-config", str(empty))] = "needs transformers"
+        cases[("--model", str(empty))] = "needs transformers"
     for args, message in cases.items():
         result = run(*args)
         assert result.returncode == 2, (args, result.stderr)
@@ -155,9 +170,9 @@ def test_a_fallback_pattern_warns_in_one_line() -> None:
 
 
 def test_a_reader_that_leaves_early_is_no_error() -> None:
-    command = f"{sys.executable} -m modmatch --model kimi-k2 --all-linear --json | head -c 10"
-    result = subprocess.run(command, shell=True, capture_output=True, text=True)
-    assert result.stdout == '{\n  "rules' and "Traceback" not in result.stderr
+    line = f"{sys.executable} -m modmatch match --model kimi-k2 --all-linear --json | head -c 10"
+    result = subprocess.run(line, shell=True, capture_output=True, text=True)
+    assert result.stdout == '{\n  "schem' and "Traceback" not in result.stderr
 
 
 def test_each_rule_set_selects_as_its_matcher(tmp_path: Path) -> None:
@@ -259,7 +274,7 @@ def test_peft_config_file_and_folder(tmp_path: Path) -> None:
     )
     expected = [name for name, _ in SHAPES["deepseek-v3"].modules() if name and matcher.match(name)]
     for path in (tmp_path, tmp_path / "adapter_config.json"):
-        result = run("--peft-config", str(path), "--json")
+        result = command("preview", str(path), "--model", "deepseek-v3", "--json")
         assert result.returncode == 0, result.stderr
         document = json.loads(result.stdout)
         assert (document["rules"], document["selected_names"]) == ("peft", expected)
@@ -285,12 +300,11 @@ def test_rule_set_errors_are_one_line(tmp_path: Path) -> None:
         ("--rules", "automodel", "-t", "q_proj", "-x", "k_proj"): "mutually exclusive",
         ("--rules", "megatron-bridge", "--causal-lm"): "no is_causal_lm",
         ("--rules", "automodel", "-t", "*.q_proj("): "invalid pattern: missing )",
-        ("--peft-config", str(tmp_path)): "`layers_to_transform` cannot be used",
-        ("--peft-config", str(tmp_path / "missing")): "cannot read",
-        ("--peft-config", str(tmp_path), "--rules", "seed"): "cannot be read by --rules seed",
+        ("preview", str(tmp_path), "--model", "kimi-k2"): "`layers_to_transform` cannot be used",
+        ("preview", str(tmp_path / "missing")): "no such file or folder",
     }
     for args, message in cases.items():
-        result = run(*args)
+        result = command(*args) if args[0] == "preview" else run(*args)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert result.stderr.startswith("modmatch: error: ") and message in result.stderr, args
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
@@ -307,7 +321,7 @@ def test_peft_all_linear_on_a_built_model_is_what_peft_wraps(tmp_path: Path) -> 
         "--rules",
         "peft",
         "--all-linear",
-        "--hf-config",
+        "--model",
         str(tmp_path / "config.json"),
         "--json",
         "--strict",

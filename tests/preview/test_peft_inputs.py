@@ -41,7 +41,7 @@ def _folder(tmp_path: Path, name: str, config: dict[str, Any]) -> str:
 def test_a_repeated_entry_is_one_entry(capsys: Any) -> None:
     targets = ["q_proj", "v_proj", "v_proj", "output_proj"]  # a real torchtune config
     args = [arg for target in targets for arg in ("-t", target)]
-    code, document, _ = _run(capsys, "--rules", "peft", *args, "--model", "llama-3.1-405b")
+    code, document, _ = _run(capsys, "match", "--rules", "peft", *args, "--model", "llama-3.1-405b")
     assert code == 0
     counts = {count["pattern"]: count["matched"] for count in document["patterns"]}
     assert [count["pattern"] for count in document["patterns"]] == list(dict.fromkeys(targets))
@@ -62,7 +62,7 @@ def test_a_repeated_entry_is_one_entry(capsys: Any) -> None:
 def test_an_exclude_that_excludes_nothing_is_reported(
     capsys: Any, excludes: list[str], unmatched: list[str]
 ) -> None:
-    args = ["--rules", "peft", "-t", "q_proj", *excludes, "--model", "llama-3.1-405b"]
+    args = ["match", "--rules", "peft", "-t", "q_proj", *excludes, "--model", "llama-3.1-405b"]
     code, document, _ = _run(capsys, *args)
     assert code == 0 and document["unmatched_excludes"] == unmatched
     assert main([*args, "--strict"]) == (1 if unmatched else 0)
@@ -71,14 +71,14 @@ def test_an_exclude_that_excludes_nothing_is_reported(
 
 
 def test_errors_under_json_are_a_document_naming_the_release(capsys: Any) -> None:
-    code, document, err = _run(capsys, "--rules", "peft", "-t", "nothing", "--model", "kimi-k2")
+    code, document, err = _run(capsys, "match", "--rules", "peft", "-t", "nothing", "--model", "kimi-k2")
     assert code == 2 and err.startswith("modmatch: error: PEFT refuses")
-    assert document == {"error": err.removeprefix("modmatch: error: ").strip(),
+    assert document == {"schema_version": 2, "error": err.removeprefix("modmatch: error: ").strip(),
                         "peft_version": rules_version()}  # fmt: skip
-    code, document, _ = _run(capsys, "--rules", "peft", "-t", "q", "--peft-version", "0.16.2")
+    code, document, _ = _run(capsys, "match", "--rules", "peft", "-t", "q", "--peft-version", "0.16.2")
     assert code == 2 and document["peft_version"] == "0.16.2"
     assert "0.17.x to 0.21.x" in document["error"]
-    code, document, _ = _run(capsys, "-t", "*.q_proj(", "--model", "kimi-k2")
+    code, document, _ = _run(capsys, "match", "--rules", "seed", "-t", "*.q_proj(", "--model", "kimi-k2")
     assert code == 2 and "peft_version" not in document  # not PEFT's rules
 
 
@@ -93,11 +93,10 @@ def test_files_the_command_cannot_take_are_named(tmp_path: Path, capsys: Any) ->
     adapter = tmp_path / "adapter.json"
     adapter.write_text('{"target_modules": ["q_proj"]}')
     cases = {
-        ("--peft-config", str(latin)): "not UTF-8 text (byte 0xe9",
-        ("--peft-config", str(ia3)): "peft_type 'IA3'",
-        ("--peft-config", str(adapter), "--hf-config", str(remote)): "with --names instead",
-        ("--axolotl-config", str(adapter)): "give --hf-config",
-        ("--llamafactory-config", str(adapter), "--rules", "seed"): "--rules seed",
+        ("preview", str(latin)): "not UTF-8 text (byte 0xe9",
+        ("preview", str(ia3)): "peft_type 'IA3'",
+        ("preview", str(adapter), "--model", str(remote)): "with --names instead",
+        ("preview", str(adapter), "--as", "axolotl"): "not a Axolotl config",
     }
     for args, message in cases.items():
         assert main(list(args)) == 2, args
@@ -107,14 +106,14 @@ def test_files_the_command_cannot_take_are_named(tmp_path: Path, capsys: Any) ->
 
 def test_a_long_regex_is_shown_cut(capsys: Any) -> None:
     regex = "|".join(f".*layers\\.{i}\\.self_attn\\.q_proj" for i in range(2_000))
-    assert main(["--rules", "peft", "--target-regex", regex, "--model", "llama-3.1-405b"]) == 0
+    assert main(["match", "--rules", "peft", "--target-regex", regex, "--model", "llama-3.1-405b"]) == 0
     out = capsys.readouterr().out
     assert f"{len(regex) + 2:,} characters)" in out  # quoted for the shell
     assert max(map(len, out.splitlines())) < 500
 
 
 def test_a_regex_only_re_runs_warns_under_peft_too(capsys: Any) -> None:
-    args = ["--rules", "peft", "--target-regex", r".*(?<!k)_proj", "--model", "llama-3.1-405b"]
+    args = ["match", "--rules", "peft", "--target-regex", r".*(?<!k)_proj", "--model", "llama-3.1-405b"]
     assert main(args) == 0
     err = capsys.readouterr().err
     assert err.startswith("modmatch: warning: target pattern") and err.count("\n") == 1
@@ -125,7 +124,7 @@ def test_the_peft_release_decides_layers_pattern_with_layer_0(tmp_path: Path, ca
     adapter.write_text(
         '{"target_modules": ["q_proj"], "layers_to_transform": 0, "layers_pattern": "layers"}'
     )
-    args = ["--peft-config", str(adapter), "--model", "llama-3.1-405b"]
+    args = ["preview", str(adapter), "--model", "llama-3.1-405b"]
     assert main([*args, "--peft-version", "0.20.0"]) == 2  # `not 0` up to 0.20
     assert "`layers_to_transform` must also be specified" in capsys.readouterr().err
     code, document, _ = _run(capsys, *args, "--peft-version", "0.21")
@@ -140,11 +139,11 @@ def test_null_targets_get_peft_s_defaults_for_the_model_type(tmp_path: Path, cap
     adapter = tmp_path / "adapter_config.json"
     adapter.write_text('{"peft_type": "LORA", "target_modules": null}')
     llama = _folder(tmp_path, "llama", _LLAMA)
-    code, document, _ = _run(capsys, "--peft-config", str(adapter), "--hf-config", llama)
+    code, document, _ = _run(capsys, "preview", str(adapter), "--model", llama)
     assert code == 0 and "'llama': q_proj v_proj" in document["defaults"]
     assert {name.rpartition(".")[2] for name in document["selected_names"]} == {"q_proj", "v_proj"}
-    code, document, _ = _run(capsys, "--peft-config", str(adapter), "--model", "kimi-k2")
-    assert code == 2 and "only --hf-config gives" in document["error"]
+    code, document, _ = _run(capsys, "preview", str(adapter), "--model", "kimi-k2")
+    assert code == 2 and "only a model built from its config gives" in document["error"]
 
 
 def test_the_model_is_built_as_the_task_type_s_class(tmp_path: Path, capsys: Any) -> None:
@@ -152,7 +151,7 @@ def test_the_model_is_built_as_the_task_type_s_class(tmp_path: Path, capsys: Any
     adapter = tmp_path / "adapter_config.json"
     adapter.write_text('{"target_modules": "all-linear", "task_type": "SEQ_CLS"}')
     llama = _folder(tmp_path, "llama", {**_LLAMA, "architectures": ["LlamaForCausalLM"]})
-    args = ["--peft-config", str(adapter), "--hf-config", llama, "--explain", "score"]
+    args = ["preview", str(adapter), "--model", llama, "--explain", "score"]
     code, document, _ = _run(capsys, *args)
     assert code == 0
     explained = document["explanations"][0]
@@ -171,8 +170,8 @@ def test_front_end_files_that_are_not_yaml_are_one_line_errors(tmp_path: Path, c
     broken.write_text("adapter: lora\nlora_target_modules: [q_proj\n")
     twice = tmp_path / "twice.yaml"  # LLaMA-Factory (OmegaConf) refuses a repeated key
     twice.write_text("do_train: true\nlora_target: q_proj\nlora_target: v_proj\n")
-    for flag, path in (("--axolotl-config", broken), ("--llamafactory-config", twice)):
-        code, document, err = _run(capsys, flag, str(path), "--hf-config", llama)
+    for kind, path in (("axolotl", broken), ("llamafactory", twice)):
+        code, document, err = _run(capsys, "preview", str(path), "--as", kind, "--model", llama)
         assert code == 2 and "is not valid YAML" in document["error"], err
         assert err.count("\n") == 1 and document["peft_version"] == rules_version()
 
@@ -194,10 +193,10 @@ def test_what_param_wrapper_refuses(
     adapter = tmp_path / "adapter_config.json"
     config = {"target_modules": ["q_proj"], "target_parameters": ["mlp.down_proj.weight"]}
     adapter.write_text(json.dumps({**config, **setting}))
-    code, document, _ = _run(capsys, "--peft-config", str(adapter), "--hf-config", llama)
+    code, document, _ = _run(capsys, "preview", str(adapter), "--model", llama)
     assert code == 2 and f"lora.ParamWrapper does not work with {message}" in document["error"]
     adapter.write_text(json.dumps({"target_modules": ["q_proj"], **setting}))  # no parameter
-    code, document, _ = _run(capsys, "--peft-config", str(adapter), "--hf-config", llama)
+    code, document, _ = _run(capsys, "preview", str(adapter), "--model", llama)
     assert code == 0, document
 
 
@@ -209,5 +208,5 @@ def test_lora_config_s_own_type_checks(tmp_path: Path, capsys: Any) -> None:
     for text, message in cases.items():
         adapter = tmp_path / "adapter_config.json"
         adapter.write_text(text)
-        code, document, _ = _run(capsys, "--peft-config", str(adapter), "--model", "kimi-k2")
+        code, document, _ = _run(capsys, "preview", str(adapter), "--model", "kimi-k2")
         assert code == 2 and message in document["error"], text

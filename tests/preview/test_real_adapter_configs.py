@@ -1,7 +1,7 @@
 """Real adapter_config.json files, as PEFT's save_pretrained wrote them in public repositories
 (tests/fixtures/adapter_configs, sources in its SOURCES.md): on a tiny model of each base model's
-type, built on the meta device, `modmatch --peft-config FILE --hf-config DIR --json` selects the
-modules get_peft_model wraps, or exits 2 where get_peft_model raises."""
+type, built on the meta device, `modmatch preview FILE --model DIR --json` selects the modules
+get_peft_model wraps, or exits 2 where get_peft_model raises; the single-command form alike."""
 
 from __future__ import annotations
 
@@ -122,6 +122,9 @@ def _real_peft(settings: dict[str, Any], config: Any) -> tuple[set[str] | None, 
     import torch
 
     auto_class = _AUTO_CLASS.get(settings.get("task_type"), "AutoModelForCausalLM")
+    if hasattr(config, "text_config") and auto_class == "AutoModelForCausalLM":
+        # A vision-language model: the trainers build its image-text-to-text class.
+        auto_class = "AutoModelForImageTextToText"
     with torch.device("meta"):
         model = getattr(transformers, auto_class).from_config(config)
     try:
@@ -141,10 +144,16 @@ def _real_peft(settings: dict[str, Any], config: Any) -> tuple[set[str] | None, 
 
 
 def _modmatch(capsys: Any, file: Path, folder: Path) -> tuple[set[str] | None, str]:
-    """The modules the command says PEFT wraps (None where it exits 2) and its stderr."""
-    code = main(["--peft-config", str(file), "--hf-config", str(folder), "--json"])
+    """The modules `modmatch preview` says PEFT wraps (None where it exits 2) and its stderr;
+    the single-command form answers alike."""
+    code = main(["preview", str(file), "--model", str(folder), "--json"])
     out, err = capsys.readouterr()
     assert code in (0, 2), err
+    old_code = main(["--peft-config", str(file), "--hf-config", str(folder), "--json"])
+    old, _ = capsys.readouterr()
+    assert old_code == code
+    if code == 0:
+        assert json.loads(old)["selected_names"] == json.loads(out)["selected_names"]
     return (set(json.loads(out)["selected_names"]) if code == 0 else None), err
 
 

@@ -1,4 +1,4 @@
-"""``--serve vllm``: the command answers as vLLM 0.33.0's own loading code does.
+"""`modmatch serve ADAPTER --engine vllm`: the command answers as vLLM 0.33.0's own loading code does.
 
 ``vllm_verdicts.json`` is vLLM's answer on each case (``record.py``). Where vLLM is installed
 (the environment .ci/serving builds), the command runs vLLM's own code and must give the
@@ -137,7 +137,7 @@ def test_the_text_answer(made: Made, capsys: pytest.CaptureFixture[str]) -> None
     from modmatch.cli import main
 
     adapter, model = made("deepseek-v3-kv-b-proj")
-    assert main(["--peft-config", str(adapter), "--hf-config", str(model), "--serve", "vllm"]) == 0
+    assert main(["serve", str(adapter), "--model", str(model), "--engine", "vllm"]) == 0
     text = capsys.readouterr().out
     assert "vLLM 0.33.0 (built-in rules" in text and ") loads the adapter;" in text
     assert "  model.layers.{0,1}.self_attn.kv_b_proj  x2\n" in text.split("never applies")[1]
@@ -148,6 +148,8 @@ def test_the_text_answer(made: Made, capsys: pytest.CaptureFixture[str]) -> None
     [
         (["--serve", "vllm", "--hf-config", "MODEL"], "give --peft-config ADAPTER_DIR"),
         (["--max-lora-rank", "32", "--peft-config", "ADAPTER"], "it needs --serve"),
+        (["serve", "ADAPTER", "--engine", "vllm"], "ADAPTER: no such file or folder"),
+        (["serve", "ADAPTER", "--engine", "vllm", "--max-lora-rank", "24"], "invalid choice: 24"),
     ],
 )
 def test_serving_flags_are_checked(
@@ -155,7 +157,10 @@ def test_serving_flags_are_checked(
 ) -> None:
     from modmatch.cli import main
 
-    assert main(flags) == 2
+    try:
+        assert main(flags) == 2
+    except SystemExit as exited:  # argparse's refusal of a value
+        assert exited.code == 2
     assert message in capsys.readouterr().err
 
 
@@ -170,7 +175,7 @@ def test_an_adapter_without_safetensors_is_named(
     adapter.mkdir()
     shutil.copy(source / "adapter_config.json", adapter)
     (adapter / "adapter_model.bin").write_bytes(b"\x80\x02")
-    args = ["--peft-config", str(adapter), "--hf-config", str(model), "--serve", "vllm", "--json"]
+    args = ["serve", str(adapter), "--model", str(model), "--engine", "vllm", "--json"]
     assert main(args) == 2
     out = capsys.readouterr().out
     assert "only adapter_model.safetensors is read" in json.loads(out)["error"]
@@ -214,7 +219,7 @@ def test_an_architecture_without_restated_facts_still_answers_where_vllm_runs(
     adapter, model = made("wrong-prefix")
     monkeypatch.setattr(vllm, "installed", lambda: _Runner())
     monkeypatch.setattr(vllm_models, "ARCHITECTURES", {})
-    assert main(["--peft-config", str(adapter), "--hf-config", str(model), "--serve", "vllm"]) == 0
+    assert main(["serve", str(adapter), "--model", str(model), "--engine", "vllm"]) == 0
     text = capsys.readouterr().out
     assert "vLLM 0.33.0 (installed) loads the adapter; it applies 0 modules" in text
     assert "model.language_model.layers.{0,1}.self_attn.q_proj  x2" in text
@@ -239,7 +244,7 @@ def test_stdout_is_the_json_answer_where_vllm_logs(made: Made) -> None:
     """vLLM's own logging writes to stdout; the command keeps it out of its answer."""
     adapter, model = made("llama-qkvo")
     env = {**os.environ, "VLLM_CONFIGURE_LOGGING": "1", "VLLM_LOGGING_LEVEL": "DEBUG"}
-    args = ["--peft-config", str(adapter), "--hf-config", str(model), "--serve", "vllm", "--json"]
+    args = ["serve", str(adapter), "--model", str(model), "--engine", "vllm", "--json"]
     result = subprocess.run(
         [sys.executable, "-m", "modmatch", *args], capture_output=True, text=True, env=env
     )
@@ -277,3 +282,24 @@ def test_a_config_file_serves_as_its_folder(
     from_file = verdicts.serve(adapter, model / "config.json")
     assert from_file["rules"] == rules
     assert _kept(from_file) == _kept(verdicts.serve(adapter, model))
+
+
+@pytest.mark.parametrize(
+    ("case", "hint"),
+    [
+        ("rank-32", "hint: serve with --max-lora-rank 32 (here too: --max-lora-rank 32)"),
+        ("classifier-served-as-causal-lm", "names a classification class (this one names Llama"),
+        ("dora", None),
+    ],
+)
+def test_a_refusal_says_what_serves_the_adapter(
+    made: Made, case: str, hint: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modmatch.cli import main
+
+    adapter, model = made(case)
+    assert main(["serve", str(adapter), "--model", str(model), "--engine", "vllm"]) == 2
+    text = capsys.readouterr().out
+    assert "refuses the adapter" in text
+    hints = [line for line in text.splitlines() if line.startswith("hint: ")]
+    assert (hint in hints[0] if hint else not hints), hints

@@ -1,4 +1,4 @@
-"""The command's ``--serve vllm`` answer on one saved adapter, in the form the recorded verdicts
+"""The command's `serve --engine vllm` answer on one saved adapter, in the form the recorded verdicts
 keep: exit code, whether vLLM loads it, its message, and the modules applied and not."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def serve(adapter: Path, model: Path, *flags: str) -> dict[str, Any]:
     JSON answer."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-        args = ["--peft-config", str(adapter), "--hf-config", str(model), "--serve", "vllm"]
+        args = ["serve", str(adapter), "--model", str(model), "--engine", "vllm"]
         code = main([*args, "--json", *flags])
     document = json.loads(out.getvalue())
     served = document["serve"]

@@ -41,12 +41,12 @@ def _quoted(pattern: str) -> str:
 
 
 def _fields(fields: dict[str, Any]) -> str:
-    """LoraConfig fields, whole; a long list of names folded."""
+    """LoraConfig fields, each whole but a long list of names folded and a long regex cut."""
     shown = []
     for key, value in fields.items():
         if isinstance(value, list) and len(value) > 8 and all(isinstance(v, str) for v in value):
             value = [str(line) for line in fold(value)]
-        shown.append(f"{key}={value!r}")
+        shown.append(f"{key}={_cut(repr(value)) if isinstance(value, str) else repr(value)}")
     return ", ".join(shown)
 
 

@@ -4,6 +4,7 @@ kind is named as what it is."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,7 @@ def read_config(path: str, kind: str | None = None) -> Config:
     file = Path(path)
     if not file.exists():
         raise InputError(f"{path}: no such file or folder")
-    found = PEFT if file.is_dir() or file.suffix.lower() == ".json" else _detected(file)
+    found = _detected(file) if _yaml_named(file) else PEFT
     if kind is not None and kind != found:
         raise InputError(f"{path} is a {_title(found)}, not a {_title(kind)}: drop --as {kind}")
     if found == PEFT:
@@ -75,6 +76,19 @@ def read_config(path: str, kind: str | None = None) -> Config:
     except ValueError as error:
         raise InputError(" ".join(str(error).split())) from error
     return Config(found, file, settings)
+
+
+def _yaml_named(file: Path) -> bool:
+    """Whether the file is to be read as YAML: named so, or neither a folder nor JSON."""
+    if file.is_dir() or file.suffix.lower() == ".json":
+        return False
+    if file.suffix.lower() in (".yml", ".yaml"):
+        return True
+    try:
+        json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # not JSON (nor UTF-8): YAML or nothing
+        return True
+    return False
 
 
 def _detected(file: Path) -> str:

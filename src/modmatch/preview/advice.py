@@ -5,7 +5,8 @@ A suggestion is itself a pattern under the active rules, checked against the mod
 is offered: it selects something, only Linear modules where module types are known, and keeps
 the numbers the user typed (a layer index is intent; starring it would select every layer).
 Under PEFT's rules a list entry gets entries (names and dotted suffixes), and a regex
-``target_modules`` gets a regex: the same one with its prefix moved or a word respelt.
+``target_modules`` gets a regex: the same one with its prefix moved, a word respelt or a
+segment fewer, or reached from any prefix.
 """
 
 from __future__ import annotations
@@ -386,7 +387,7 @@ def _candidates(pattern: str, advice: Advice, full_name: bool, regex: bool) -> I
         anywhere = [] if pattern.startswith(".*") else [_anywhere(spelled)]
     else:
         anywhere = [] if pattern.startswith("*") else ["*." + spelled]
-    yield [spelled, *anywhere]
+    yield [spelled, *anywhere, *_plain_tail(fixed)]
     # One segment too many, never the last (what the pattern is after); what is left must
     # still name something.
     yield [
@@ -410,6 +411,15 @@ def _candidates(pattern: str, advice: Advice, full_name: bool, regex: bool) -> I
                 else [segment]
             )
         ]
+
+
+def _plain_tail(parts: list[str]) -> list[str]:
+    """The dotted name after the pattern's last wildcard, where no number is before it: what
+    a wildcard in a PEFT list entry, which is no wildcard there, was after."""
+    at = max((i for i, part in enumerate(parts) if not _PLAIN_SEGMENT.fullmatch(part)), default=-1)
+    if at in (-1, len(parts) - 1) or any(part.isdigit() for part in parts[:at]):
+        return []
+    return [".".join(parts[at + 1 :])]
 
 
 def _anywhere(regex: str) -> str:

@@ -66,12 +66,13 @@ def run(request: Request, progress: Progress | None = None) -> Result:
     lines: list[str] = []
     try:
         with _fallback_warnings(request.options, lines):
-            return _run(request, progress, lines)
+            result = _run(request, progress, lines)
     except Failed as failed:
         raise Failed(str(failed), failed.peft_version, tuple(lines), failed.suggestions) from failed
     except (InputError, PatternError, Refused, re.error, TypeError, ValueError) as error:
         message = _one_line(error, request.options)
         raise Failed(message, _peft_version(request), tuple(lines)) from error
+    return dataclasses.replace(result, warnings=tuple(lines))
 
 
 def _run(request: Request, progress: Progress | None, lines: list[str]) -> Result:
@@ -143,7 +144,6 @@ def _run(request: Request, progress: Progress | None, lines: list[str]) -> Resul
         regex=regex,
         served=served,
         timings=timings,
-        warnings=tuple(lines),
     )
 
 
@@ -318,7 +318,8 @@ def _with_suggestions(refused: NothingMatched, rules: RuleSet, model: Model) -> 
     )
     notes = "; ".join(fused.values())
     message = "; ".join(part for part in (str(refused), tries, notes) if part)
-    return Failed(message, rules.peft_version, suggestions=suggested)
+    tried = {pattern: found for pattern, found in suggested.items() if found}
+    return Failed(message, rules.peft_version, suggestions=tried)
 
 
 def _peft_version(request: Request) -> str | None:
