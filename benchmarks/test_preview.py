@@ -21,7 +21,7 @@ from typing import Any
 
 from modmatch.peft import PeftMatcher, exact_target_modules
 from modmatch.preview.peft import preview
-from modmatch.preview.shapes import SHAPES
+from modmatch.inputs.shapes import SHAPES
 from oracles import wrapped
 from test_frameworks import framework
 from test_targets import report
@@ -145,12 +145,12 @@ def test_exact_regex_against_a_10000_name_list() -> None:
 
 def test_preview_seconds_on_the_built_in_deepseek_v3() -> None:
     """The whole command on 75,397 names (seconds, not a ratio), and reading them alone."""
-    from modmatch.preview.cli import main
+    from modmatch.cli import main
 
     reading = min(_seconds(lambda: list(SHAPES["deepseek-v3"].modules())) for _ in range(3))
     for flags in (["-t", "q_a_proj", "-t", "gate_proj", "-t", "up_proj"], ["--all-linear"]):
         with contextlib.redirect_stdout(io.StringIO()):
-            args = ["--rules", "peft", *flags]
+            args = ["match", "--rules", "peft", *flags]
             whole = min(_seconds(lambda args=args: main(args)) for _ in range(3))
         print(f"\npeft preview {' '.join(flags)}: {whole:.2f} s, reading the names {reading:.2f} s")
 

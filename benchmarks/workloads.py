@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from modmatch.preview.shapes import SHAPES
+from modmatch.inputs.shapes import SHAPES
 
 FULL = os.environ.get("MODMATCH_BENCH", "quick") == "full"
 
