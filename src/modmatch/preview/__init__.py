@@ -7,5 +7,6 @@ suggestions and notes, and :mod:`.serve` audits a saved adapter for a serving en
 
 from .compute import Request, run
 from .result import Explanation, Failed, Result, Served
+from .rulesets import Options
 
-__all__ = ["Explanation", "Failed", "Request", "Result", "Served", "run"]
+__all__ = ["Explanation", "Failed", "Options", "Request", "Result", "Served", "run"]

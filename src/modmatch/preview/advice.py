@@ -387,7 +387,7 @@ def _candidates(pattern: str, advice: Advice, full_name: bool, regex: bool) -> I
         anywhere = [] if pattern.startswith(".*") else [_anywhere(spelled)]
     else:
         anywhere = [] if pattern.startswith("*") else ["*." + spelled]
-    yield [spelled, *anywhere, *_plain_tail(fixed)]
+    yield [spelled, *anywhere, *([] if regex else _plain_tail(pattern, parts, advice))]
     # One segment too many, never the last (what the pattern is after); what is left must
     # still name something.
     yield [
@@ -413,13 +413,18 @@ def _candidates(pattern: str, advice: Advice, full_name: bool, regex: bool) -> I
         ]
 
 
-def _plain_tail(parts: list[str]) -> list[str]:
-    """The dotted name after the pattern's last wildcard, where no number is before it: what
-    a wildcard in a PEFT list entry, which is no wildcard there, was after."""
+def _plain_tail(pattern: str, parts: list[str], advice: Advice) -> list[str]:
+    """The dotted name after the pattern's last wildcard, where it selects what the pattern
+    does read with ``*`` as any text: a PEFT list entry's ``*`` is no wildcard, and a dotted
+    suffix may select what it was after."""
     at = max((i for i, part in enumerate(parts) if not _PLAIN_SEGMENT.fullmatch(part)), default=-1)
-    if at in (-1, len(parts) - 1) or any(part.isdigit() for part in parts[:at]):
+    if at in (-1, len(parts) - 1):
         return []
-    return [".".join(parts[at + 1 :])]
+    tail = ".".join(parts[at + 1 :])
+    read = re.compile(".*".join(map(re.escape, pattern.split("*"))))
+    usable = _usable(tail, advice, dot_is_any=False, regex=False)
+    wanted = {name for name in advice.names if read.fullmatch(name)}
+    return [tail] if usable and set(usable[1]) == wanted else []
 
 
 def _anywhere(regex: str) -> str:
