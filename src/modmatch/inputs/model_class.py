@@ -5,17 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..reference.peft import TASK_TYPES
+
 __all__ = ["build", "model_classes"]
 
-# The auto class PEFT's task types stand for (peft.PeftModelFor*'s base models).
-_TASK_CLASSES = {
-    "CAUSAL_LM": "AutoModelForCausalLM",
-    "SEQ_CLS": "AutoModelForSequenceClassification",
-    "SEQ_2_SEQ_LM": "AutoModelForSeq2SeqLM",
-    "TOKEN_CLS": "AutoModelForTokenClassification",
-    "QUESTION_ANS": "AutoModelForQuestionAnswering",
-    "FEATURE_EXTRACTION": "AutoModel",
-}
 # The auto classes LLaMA-Factory's load_model tries, in turn, before a causal LM (image-text,
 # AutoModelForVision2Seq in transformers 4, then audio-text); Axolotl's multimodal loader uses
 # the first. Each maps a vision- or audio-language config to its ...ForConditionalGeneration.
@@ -38,7 +31,8 @@ def model_classes(transformers: Any, config: Any, task_type: str | None) -> list
     most vision-language model types, or builds their text model alone. Last a causal LM,
     then the base model.
     """
-    asked = [getattr(transformers, _TASK_CLASSES[task_type])] if task_type in _TASK_CLASSES else []
+    task = TASK_TYPES.get(task_type or "")
+    asked = [getattr(transformers, task.auto_class)] if task is not None else []
     named = [
         found
         for name in config.architectures or ()
