@@ -19,9 +19,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from modmatch.inputs.shapes import SHAPES
 from modmatch.peft import PeftMatcher, exact_target_modules
 from modmatch.preview.peft import preview
-from modmatch.inputs.shapes import SHAPES
 from oracles import wrapped
 from test_frameworks import framework
 from test_targets import report

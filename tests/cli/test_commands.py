@@ -54,7 +54,9 @@ def test_match_and_the_old_form_select_alike(capsys: Any) -> None:
 def test_preview_and_the_old_form_select_alike(file: Path, capsys: Any) -> None:
     # The built-in shape, as the old form defaulted to without --hf-config.
     code, new, _ = _run(capsys, "preview", str(file), "--model", "llama-3.1-405b", "--json")
-    old_code, old, _ = _run(capsys, "--peft-config", str(file), "--model", "llama-3.1-405b", "--json")
+    old_code, old, _ = _run(
+        capsys, "--peft-config", str(file), "--model", "llama-3.1-405b", "--json"
+    )
     assert code == old_code
     if code == 0:
         assert json.loads(new)["selected_names"] == json.loads(old)["selected_names"]
@@ -112,7 +114,13 @@ def test_the_model_is_the_configs_own_base_model_where_cached(
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     adapter = tmp_path / "adapter_config.json"
     adapter.write_text(
-        json.dumps({"peft_type": "LORA", "target_modules": ["q_proj"], "base_model_name_or_path": "someone/tiny-llama"})
+        json.dumps(
+            {
+                "peft_type": "LORA",
+                "target_modules": ["q_proj"],
+                "base_model_name_or_path": "someone/tiny-llama",
+            }
+        )
     )
     code, out, err = _run(capsys, "preview", str(adapter), "--json")
     assert code == 0, err
@@ -122,7 +130,15 @@ def test_the_model_is_the_configs_own_base_model_where_cached(
     code, out, _ = _run(capsys, "match", "-t", "q_proj", "--model", "someone/tiny-llama", "--json")
     assert code == 0 and json.loads(out)["selected"] == 2
     # Not cached: said, nothing downloaded.
-    adapter.write_text(json.dumps({"peft_type": "LORA", "target_modules": ["q_proj"], "base_model_name_or_path": "someone/absent"}))
+    adapter.write_text(
+        json.dumps(
+            {
+                "peft_type": "LORA",
+                "target_modules": ["q_proj"],
+                "base_model_name_or_path": "someone/absent",
+            }
+        )
+    )
     code, _, err = _run(capsys, "preview", str(adapter))
     assert code == 2 and "trains someone/absent, which is neither a local folder" in err
 
@@ -180,7 +196,9 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys: Any, monkeypatch: Any) -> None:
 
 
 def test_the_timing_line_gives_the_total_and_its_phases(capsys: Any) -> None:
-    code, out, _ = _run(capsys, "match", "--rules", "seed", "-t", "*.q_a_proj", "--model", "kimi-k2")
+    code, out, _ = _run(
+        capsys, "match", "--rules", "seed", "-t", "*.q_a_proj", "--model", "kimi-k2"
+    )
     line = out.splitlines()[-1]
     assert code == 0 and line.startswith("selected 61 of 116,363 modules in ")
     for phase in ("reading the model", "matching", "counts and advice"):
@@ -188,7 +206,9 @@ def test_the_timing_line_gives_the_total_and_its_phases(capsys: Any) -> None:
 
 
 def test_many_patterns_are_folded(capsys: Any) -> None:
-    names = [f"model.layers.{i}.self_attn.{p}_proj" for i in range(28) for p in ("q", "k", "v", "o")]
+    names = [
+        f"model.layers.{i}.self_attn.{p}_proj" for i in range(28) for p in ("q", "k", "v", "o")
+    ]
     flags = [arg for name in names for arg in ("-t", name)]
     code, out, _ = _run(capsys, "match", "--rules", "seed", *flags, "--model", "llama-3.1-405b")
     lines = out[out.index("target patterns:") :].splitlines()
@@ -202,9 +222,7 @@ def test_a_long_lora_config_is_shown_whole(capsys: Any, tmp_path: Path) -> None:
     settings = tmp_path / "axolotl.yml"
     settings.write_text(
         "base_model: x\nadapter: lora\nlora_r: 8\nlora_alpha: 16\nlora_target_linear: true\n"
-        "lora_modules_to_save: [embed_tokens, lm_head]\n" + "".join(
-            f"# {i}\n" for i in range(3)
-        )
+        "lora_modules_to_save: [embed_tokens, lm_head]\n" + "".join(f"# {i}\n" for i in range(3))
     )
     code, out, err = _run(capsys, "preview", str(settings), "--model", str(config))
     line = next(line for line in out.splitlines() if line.startswith("Axolotl 0.18.0 builds"))
@@ -257,7 +275,16 @@ def test_unadapted_experts_are_noted(capsys: Any) -> None:
     )
     assert code == 0
     assert "note: MLP projections are adapted, the experts are not" in out
-    code, out, _ = _run(capsys, "match", "--rules", "seed", "-t", "*.q_a_proj", "--model", "deepseek-v3-transformers5")
+    code, out, _ = _run(
+        capsys,
+        "match",
+        "--rules",
+        "seed",
+        "-t",
+        "*.q_a_proj",
+        "--model",
+        "deepseek-v3-transformers5",
+    )
     assert "the experts are not" not in out  # attention alone: no MLP meant
 
 

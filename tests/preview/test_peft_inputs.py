@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from modmatch.peft import rules_version
 from modmatch.cli import main
+from modmatch.peft import rules_version
 from oracles import oracle
 
 _LLAMA = {
@@ -71,14 +71,20 @@ def test_an_exclude_that_excludes_nothing_is_reported(
 
 
 def test_errors_under_json_are_a_document_naming_the_release(capsys: Any) -> None:
-    code, document, err = _run(capsys, "match", "--rules", "peft", "-t", "nothing", "--model", "kimi-k2")
+    code, document, err = _run(
+        capsys, "match", "--rules", "peft", "-t", "nothing", "--model", "kimi-k2"
+    )
     assert code == 2 and err.startswith("modmatch: error: PEFT refuses")
     assert document == {"schema_version": 2, "error": err.removeprefix("modmatch: error: ").strip(),
                         "peft_version": rules_version()}  # fmt: skip
-    code, document, _ = _run(capsys, "match", "--rules", "peft", "-t", "q", "--peft-version", "0.16.2")
+    code, document, _ = _run(
+        capsys, "match", "--rules", "peft", "-t", "q", "--peft-version", "0.16.2"
+    )
     assert code == 2 and document["peft_version"] == "0.16.2"
     assert "0.17.x to 0.21.x" in document["error"]
-    code, document, _ = _run(capsys, "match", "--rules", "seed", "-t", "*.q_proj(", "--model", "kimi-k2")
+    code, document, _ = _run(
+        capsys, "match", "--rules", "seed", "-t", "*.q_proj(", "--model", "kimi-k2"
+    )
     assert code == 2 and "peft_version" not in document  # not PEFT's rules
 
 
@@ -106,14 +112,25 @@ def test_files_the_command_cannot_take_are_named(tmp_path: Path, capsys: Any) ->
 
 def test_a_long_regex_is_shown_cut(capsys: Any) -> None:
     regex = "|".join(f".*layers\\.{i}\\.self_attn\\.q_proj" for i in range(2_000))
-    assert main(["match", "--rules", "peft", "--target-regex", regex, "--model", "llama-3.1-405b"]) == 0
+    assert (
+        main(["match", "--rules", "peft", "--target-regex", regex, "--model", "llama-3.1-405b"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"{len(regex) + 2:,} characters)" in out  # quoted for the shell
     assert max(map(len, out.splitlines())) < 500
 
 
 def test_a_regex_only_re_runs_warns_under_peft_too(capsys: Any) -> None:
-    args = ["match", "--rules", "peft", "--target-regex", r".*(?<!k)_proj", "--model", "llama-3.1-405b"]
+    args = [
+        "match",
+        "--rules",
+        "peft",
+        "--target-regex",
+        r".*(?<!k)_proj",
+        "--model",
+        "llama-3.1-405b",
+    ]
     assert main(args) == 0
     err = capsys.readouterr().err
     assert err.startswith("modmatch: warning: target pattern") and err.count("\n") == 1

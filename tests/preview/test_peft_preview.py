@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from modmatch.peft import rules_version
 from modmatch.cli import main
 from modmatch.inputs.shapes import SHAPES
+from modmatch.peft import rules_version
 from modmatch.reference.peft import release
 from oracles import oracle, wrapped
 
@@ -114,9 +114,7 @@ def test_the_preview_is_what_get_peft_model_wraps(model: str, tmp_path: Path, ca
     for number, config in enumerate(CONFIGS):
         adapter = tmp_path / f"adapter{number}"
         real.LoraConfig(**config).save_pretrained(str(adapter))
-        code, document, err = _preview(
-            capsys, "preview", str(adapter), "--model", str(folder)
-        )
+        code, document, err = _preview(capsys, "preview", str(adapter), "--model", str(folder))
         try:
             adapted = real.get_peft_model(_build(folder), real.LoraConfig(**config))
         except ValueError as error:
@@ -247,7 +245,9 @@ def test_refusals_name_peft_s_reason(tmp_path: Path, capsys: Any) -> None:
         ("-t", "o_proj", "--exclude-regex", ".*"): "every module is excluded",
     }
     for args, reason in cases.items():
-        code, _, err = _preview(capsys, "match", *args, "--model", str(folder), "--peft-version", "0.21")
+        code, _, err = _preview(
+            capsys, "match", *args, "--model", str(folder), "--peft-version", "0.21"
+        )
         assert code == 2 and reason in err and err.count("\n") == 1, (args, err)
 
 

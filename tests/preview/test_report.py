@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from modmatch import ModuleMatcher, reference
-from modmatch.preview.report import UnmatchedPatternError, UnmatchedPatternWarning, report
 from modmatch.inputs.shapes import SHAPES
+from modmatch.preview.report import UnmatchedPatternError, UnmatchedPatternWarning, report
 from strategies import NAMES, PATTERNS
 
 pytestmark = [

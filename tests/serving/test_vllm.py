@@ -302,4 +302,4 @@ def test_a_refusal_says_what_serves_the_adapter(
     text = capsys.readouterr().out
     assert "refuses the adapter" in text
     hints = [line for line in text.splitlines() if line.startswith("hint: ")]
-    assert (hint in hints[0] if hint else not hints), hints
+    assert hint in hints[0] if hint else not hints, hints
