@@ -293,3 +293,26 @@ def test_nothing_matched_under_peft_suggests(capsys: Any) -> None:
     assert code == 2
     assert "for 'q_prj' try 'q_proj'" in err
     assert json.loads(out)["suggestions"]["q_prj"] == ["q_proj"]
+
+
+def test_a_prefix_the_model_moved_is_suggested_for_entries_and_regexes(
+    capsys: Any, tmp_path: Path
+) -> None:
+    transformers = oracle("transformers")
+    if int(transformers.__version__.split(".")[0]) < 5:
+        pytest.skip("transformers 4 names Gemma 3's text layers language_model.model.layers")
+    text = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2}
+    text |= {"num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 8, "vocab_size": 64}
+    vision = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1}
+    vision |= {"num_attention_heads": 2, "image_size": 28, "patch_size": 14}
+    transformers.Gemma3Config(
+        text_config=text, vision_config=vision, mm_tokens_per_image=4
+    ).save_pretrained(str(tmp_path))
+    old = "language_model.model.layers.0.self_attn.q_proj"  # transformers 4's name
+    code, out, err = _run(capsys, "match", "-t", old, "--model", str(tmp_path), "--json")
+    assert code == 2
+    assert json.loads(out)["suggestions"][old] == ["model.language_model.layers.0.self_attn.q_proj"]
+    regex = r"language_model\.model\.layers\.\d+\.self_attn\.(q|v)_proj"
+    code, out, _ = _run(capsys, "match", "--target-regex", regex, "--model", str(tmp_path), "--json")
+    suggested = json.loads(out)["suggestions"][regex]
+    assert code == 2 and suggested and suggested[0].startswith(r"model\.language_model\.layers")

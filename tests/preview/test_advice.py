@@ -167,7 +167,10 @@ def test_version_and_help() -> None:
 
     assert run("--version").strip() == f"modmatch {modmatch.__version__}"
     text = run("--help")
-    for needed in ("anchored", "Megatron-Core names", "exit codes", "examples", "any character"):
+    for needed in ("exit codes", "examples", "preview", "serve", "match"):
+        assert needed in text, needed
+    text = run("match", "--help")
+    for needed in ("anchored", "Megatron-Core names", "any character", "dotted suffix"):
         assert needed in text, needed
 
 
@@ -373,7 +376,7 @@ def test_a_wildcard_in_a_peft_entry_gets_the_suffix_after_it() -> None:
     offered = suggestions("model.layers.*.mlp.fc1", advice, full_name=True, dot_is_any=False)
     assert offered == ["mlp.fc1"]
     assert _real_peft(offered, phi) == [f"model.layers.{i}.mlp.fc1" for i in range(2)]
-    # Not where a layer number is before the wildcard: the suffix would take every layer.
+    # Not where the suffix selects more than the pattern reads as: fc1 of every layer.
     assert suggestions("model.layers.1.*.fc1", advice, full_name=True, dot_is_any=False) == []
 
 

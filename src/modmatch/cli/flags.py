@@ -1,5 +1,5 @@
 """The flags ``match`` and the single-command form share: patterns and rule options, read into
-the library's :class:`~modmatch.preview.rulesets.Options`."""
+the library's :class:`~modmatch.preview.rules.Options`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..inputs.shapes import SHAPES
-from ..preview.rulesets import CALLS, RULES, Options
+from ..preview.rules import CALLS, RULES, Options
 
 __all__ = [
     "add_output",

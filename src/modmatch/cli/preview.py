@@ -7,7 +7,7 @@ import argparse
 from ..frontends import front_ends
 from ..inputs.configs import kinds
 from ..preview.compute import Request
-from ..preview.rulesets import Options
+from ..preview.rules import Options
 from .flags import add_output, add_peft_version
 
 __all__ = ["add_parser", "request"]

@@ -180,6 +180,8 @@ def _write_advice(out: TextIO, result: Result) -> None:
         else:
             tries = f"; try {', '.join(map(_quoted, suggested))}" if suggested else ""
             print(f"unmatched pattern {_cut(repr(pattern))}{tries}", file=out)
+            for why in result.suggestion_notes.get(pattern, {}).values():
+                print(f"  {why}", file=out)
         if pattern in result.fused_experts:
             print(f"  {result.fused_experts[pattern]}", file=out)
 

@@ -8,7 +8,7 @@ import dataclasses
 import re
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from typing import Any
@@ -18,11 +18,12 @@ from ..inputs.configs import Config, read_config
 from ..inputs.models import Model, Progress, Source, find, load
 from ..peft import PeftMatcher, exact_target_modules, rules_version
 from ..serving import Engine, Verdict, engines
+from .advice import Suggestion
 from .findings import advise, explain, findings, notes
 from .peft import NothingMatched, Refused, preview
 from .report import report
 from .result import Failed, Result, Served
-from .rulesets import Options, RuleSet, rule_set
+from .rules import Options, RuleSet, rule_set
 from .serve import audit, check
 
 __all__ = ["Request", "run"]
@@ -126,7 +127,8 @@ def _run(request: Request, progress: Progress | None, lines: list[str]) -> Resul
         pattern_kind=pattern_kind,
         unmatched_patterns=found.unmatched,
         unmatched_excludes=tuple(rules.unmatched_excludes(model)),
-        suggestions=found.suggestions,
+        suggestions=_patterns(found.suggestions),
+        suggestion_notes=_whys(found.suggestions),
         notes=tuple(notes(rules, model, selected, needs_types=options_need_types)),
         defaults=rules.defaults_used,
         peft_version=rules.peft_version,
@@ -310,7 +312,8 @@ def _with_suggestions(refused: NothingMatched, rules: RuleSet, model: Model) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         counts = report(rules.patterns, rules.asked(model), selects=rules.selects())
-    suggested, _, fused = advise(rules, model, counts.unmatched)
+    found, _, fused = advise(rules, model, counts.unmatched)
+    suggested = _patterns(found)
     tries = "; ".join(
         f"for {pattern!r} try {', '.join(map(repr, tried))}"
         for pattern, tried in suggested.items()
@@ -320,6 +323,16 @@ def _with_suggestions(refused: NothingMatched, rules: RuleSet, model: Model) -> 
     message = "; ".join(part for part in (str(refused), tries, notes) if part)
     tried = {pattern: found for pattern, found in suggested.items() if found}
     return Failed(message, rules.peft_version, suggestions=tried)
+
+
+def _patterns(found: Mapping[str, tuple[Suggestion, ...]]) -> dict[str, tuple[str, ...]]:
+    return {pattern: tuple(s.pattern for s in tried) for pattern, tried in found.items()}
+
+
+def _whys(found: Mapping[str, tuple[Suggestion, ...]]) -> dict[str, dict[str, str]]:
+    """Why each suggestion is made, where the reason is not plain."""
+    whys = {pattern: {s.pattern: s.why for s in tried if s.why} for pattern, tried in found.items()}
+    return {pattern: why for pattern, why in whys.items() if why}
 
 
 def _peft_version(request: Request) -> str | None:

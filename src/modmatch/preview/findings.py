@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..inputs.models import Model
-from .advice import Advice, fused_experts_note, literal_reading, suggestions, why_broader
+from .advice import Advice, Suggestion, fused_experts_note, literal_reading, suggest, why_broader
 from .report import Report, report
 from .result import Explanation
-from .rulesets import RuleSet
+from .rules import RuleSet
 
 __all__ = ["Findings", "advise", "explain", "findings", "notes"]
 
@@ -27,7 +27,7 @@ class Findings:
     """The advice on one selection."""
 
     unmatched: tuple[str, ...]
-    suggestions: Mapping[str, tuple[str, ...]]
+    suggestions: Mapping[str, tuple[Suggestion, ...]]
     full_name_hints: Mapping[str, str]
     fused_experts: Mapping[str, str]
     broader: Mapping[str, Mapping[str, Any]]
@@ -54,9 +54,9 @@ def findings(rules: RuleSet, model: Model, counts: Report, selected: list[str]) 
 
 def advise(
     rules: RuleSet, model: Model, unmatched: tuple[str, ...]
-) -> tuple[dict[str, tuple[str, ...]], dict[str, str], dict[str, str]]:
-    """For each pattern that matched nothing: the patterns to try, the full-name hints and
-    the fused-experts notes."""
+) -> tuple[dict[str, tuple[Suggestion, ...]], dict[str, str], dict[str, str]]:
+    """For each pattern that matched nothing: the patterns to try (each with why, where a
+    prefix moved), the full-name hints and the fused-experts notes."""
     asked = rules.asked_modules(model)
     names = [name for name, _ in asked]
     linear: set[str] | None = {name for name, is_linear in asked if is_linear}
@@ -70,23 +70,22 @@ def advise(
     }
     # A pattern aimed at fused experts gets the note alone: any close pattern selects
     # something else (the dense or shared MLPs).
-    suggested = {
-        pattern: ()
-        if pattern in fused
-        else (hints[pattern],)
-        if pattern in hints
-        else tuple(
-            suggestions(
-                pattern,
-                found,
-                full_name=rules.call == "full-name",
-                dot_is_any=rules.name in _DOT_IS_ANY,
+    suggested: dict[str, tuple[Suggestion, ...]] = {}
+    for pattern in unmatched:
+        if pattern in fused:
+            suggested[pattern] = ()
+        elif pattern in hints:
+            suggested[pattern] = (Suggestion(hints[pattern]),)
+        else:
+            suggested[pattern] = tuple(
+                suggest(
+                    pattern,
+                    found,
+                    full_name=rules.call == "full-name",
+                    dot_is_any=rules.name in _DOT_IS_ANY,
+                    regex=rules.regex_patterns,
+                )
             )
-        )
-        if rules.literal_patterns
-        else ()
-        for pattern in unmatched
-    }
     return suggested, hints, fused
 
 

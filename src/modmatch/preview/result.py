@@ -93,6 +93,8 @@ class Result:
     unmatched_patterns: tuple[str, ...]
     unmatched_excludes: tuple[str, ...]
     suggestions: Mapping[str, tuple[str, ...]]
+    # Why a suggestion is made, where the reason is not plain (the model moved a prefix).
+    suggestion_notes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     defaults: str | None = None
     peft_version: str | None = None
@@ -153,6 +155,7 @@ class Result:
             document["selected_not_linear"] = self.selected_not_linear
         document["suggestions"] = {p: list(s) for p, s in self.suggestions.items()}
         for key, value in (
+            ("suggestion_notes", {p: dict(n) for p, n in self.suggestion_notes.items()}),
             ("full_name_hints", dict(self.full_name_hints)),
             ("fused_experts", dict(self.fused_experts)),
             ("broader_than_written", {p: dict(b) for p, b in self.broader.items()}),
