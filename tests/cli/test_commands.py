@@ -309,10 +309,43 @@ def test_a_prefix_the_model_moved_is_suggested_for_entries_and_regexes(
         text_config=text, vision_config=vision, mm_tokens_per_image=4
     ).save_pretrained(str(tmp_path))
     old = "language_model.model.layers.0.self_attn.q_proj"  # transformers 4's name
-    code, out, err = _run(capsys, "match", "-t", old, "--model", str(tmp_path), "--json")
+    code, out, _ = _run(capsys, "match", "-t", old, "--model", str(tmp_path), "--json")
     assert code == 2
     assert json.loads(out)["suggestions"][old] == ["model.language_model.layers.0.self_attn.q_proj"]
     regex = r"language_model\.model\.layers\.\d+\.self_attn\.(q|v)_proj"
-    code, out, _ = _run(capsys, "match", "--target-regex", regex, "--model", str(tmp_path), "--json")
+    code, out, _ = _run(
+        capsys, "match", "--target-regex", regex, "--model", str(tmp_path), "--json"
+    )
     suggested = json.loads(out)["suggestions"][regex]
     assert code == 2 and suggested and suggested[0].startswith(r"model\.language_model\.layers")
+
+
+def test_a_front_end_is_one_module_and_one_registry_line(
+    capsys: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A made-up front-end, registered as the real ones are, is detected and previewed."""
+    import types
+
+    import modmatch.frontends as frontends
+
+    toy = types.ModuleType("modmatch.frontends.toy")
+    toy.NAME, toy.TITLE, toy.PEFT_PIN, toy.PARAMETER_DROPOUT = "toy", "Toy 1.0", "0.20.0", None
+    toy.KEYS = frozenset({"toy_targets"})
+    toy.read = lambda path: {"toy_targets": ["q_proj"], "toy_model": "x"}
+    toy.base_model = lambda settings: settings["toy_model"]
+    toy.lora_config = lambda settings, model: {"target_modules": settings["toy_targets"]}
+    monkeypatch.setitem(sys.modules, "modmatch.frontends.toy", toy)
+    monkeypatch.setattr(frontends, "_REGISTERED", (*frontends._REGISTERED, "toy"))
+    frontends.front_ends.cache_clear()
+    try:
+        config = tmp_path / "toy.yaml"
+        config.write_text("toy_targets: [q_proj]\ntoy_model: x\n")
+        code, out, err = _run(
+            capsys, "preview", str(config), "--model", str(_llama(tmp_path)), "--json"
+        )
+        document = json.loads(out)
+        assert code == 0, err
+        assert (document["built_by"], document["peft_version"]) == ("Toy 1.0", "0.20.0")
+        assert document["selected_names"] == [f"model.layers.{i}.self_attn.q_proj" for i in (0, 1)]
+    finally:
+        frontends.front_ends.cache_clear()
