@@ -13,6 +13,10 @@ import pytest
 
 from oracles import oracle
 
+# Each case runs the command in a subprocess beside nemo-automodel building the model: about
+# five seconds a case. Run by `pytest -m slow` and CI, not by default.
+pytestmark = pytest.mark.slow
+
 LLAMA = {
     "model_type": "llama",
     "architectures": ["LlamaForCausalLM"],

@@ -9,12 +9,16 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from modmatch import PatternError, PatternSet, reference
 from strategies import compiles, tame
+
+# 20,000 examples whatever the profile, about ten seconds: run by `pytest -m slow` and CI.
+pytestmark = pytest.mark.slow
 
 CORPUS = DirectoryBasedExampleDatabase(str(Path(__file__).parent / "fuzz-corpus"))
 

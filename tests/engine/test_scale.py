@@ -11,6 +11,9 @@ import pytest
 from modmatch import FallbackWarning, PatternSet, reference
 from modmatch.inputs.shapes import SHAPES
 
+# Seconds each, tens of seconds in all: run by `pytest -m slow` and CI, not by default.
+pytestmark = pytest.mark.slow
+
 KIMI = [name for name, _ in SHAPES["kimi-k2"].modules()]
 
 

@@ -107,7 +107,12 @@ def _preview(capsys: Any, *args: str) -> tuple[int, Any, str]:
     return code, document, err
 
 
-@pytest.mark.parametrize("model", sorted(MODELS))
+# get_peft_model on DeepSeek-V3, Qwen3-235B and Mixtral at their full layer and expert counts
+# takes seconds each: slow (pytest -m slow); Llama stays in the default run.
+@pytest.mark.parametrize(
+    "model",
+    [m if m == "llama-3.1-8b" else pytest.param(m, marks=pytest.mark.slow) for m in sorted(MODELS)],
+)
 def test_the_preview_is_what_get_peft_model_wraps(model: str, tmp_path: Path, capsys: Any) -> None:
     real = oracle("peft")
     folder = _model_folder(tmp_path, model)
@@ -266,6 +271,7 @@ def _tree(shape: str) -> Any:
     return root
 
 
+@pytest.mark.slow  # get_peft_model on DeepSeek-V3's built-in shape, 5-10 s a config
 @pytest.mark.parametrize(
     "config",
     [

@@ -112,9 +112,9 @@ def find(model: str | None = None, names: str | None = None, flag: str = "--mode
     if cached is not None:
         return Source("config", model, str(cached))
     raise InputError(
-        f"{flag} {model}: not a built-in shape ({', '.join(sorted(SHAPES))}), no such file or "
-        f"folder, and not a model in the Hugging Face cache ({_hub_cache()}): modmatch downloads "
-        "nothing"
+        f"{flag} {model}: no such file or folder, no such model in the Hugging Face cache "
+        f"({_hub_cache()}: modmatch downloads nothing), and no such built-in shape "
+        f"({', '.join(sorted(SHAPES))})"
     )
 
 
