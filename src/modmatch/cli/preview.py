@@ -40,7 +40,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def request(args: argparse.Namespace) -> Request:
     return Request(
-        "peft",
+        None,
         Options(peft_version=args.peft_version),
         model=args.model,
         config=args.config,

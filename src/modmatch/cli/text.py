@@ -113,7 +113,8 @@ def _write_header(out: TextIO, result: Result) -> None:
     print(f"rules: {result.rules}{release}, called as {call}", file=out)
     if result.lora_config is not None:
         print(
-            f"{result.built_by} builds: LoraConfig({_fields(dict(result.lora_config))})", file=out
+            f"{result.built_by} builds: {result.built_as}({_fields(dict(result.lora_config))})",
+            file=out,
         )
     if result.config is not None:
         print(f"config: {_fields(dict(result.config))}", file=out)

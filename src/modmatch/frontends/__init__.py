@@ -24,7 +24,12 @@ class FrontEnd(Protocol):
 
     NAME: str  # its package's import name, and the kind's name on the command line (--as)
     TITLE: str  # the front-end and the release whose code is restated
-    PEFT_PIN: str  # the PEFT release its requirements pin
+    # The rule set that reads the config it builds: "peft", or a framework's own ("automodel"),
+    # and the config's class as the framework names it ("LoraConfig").
+    RULES: str
+    CONFIG_CLASS: str
+    # The PEFT release its requirements allow at most (None: whichever is installed).
+    PEFT_PIN: str | None
     # The dropout PEFT's ParamWrapper sees for parameters PEFT's rewriting adds, where the
     # front-end changes it (None: the config's own).
     PARAMETER_DROPOUT: float | None
@@ -39,8 +44,14 @@ class FrontEnd(Protocol):
         ...
 
     def lora_config(self, settings: Mapping[str, Any], model: Any) -> dict[str, Any]:
-        """The LoraConfig fields the front-end builds for ``model``; ValueError where it
-        refuses the settings."""
+        """The fields of the config the front-end builds for ``model`` (a ``LoraConfig``'s, or
+        its framework's own); ValueError where it refuses the settings."""
+        ...
+
+    def build_model(self, settings: Mapping[str, Any], config: Any) -> Any | None:
+        """The model the front-end builds from transformers' ``config``, on the current device,
+        where it is not the class transformers maps the config to (its own implementation);
+        None for transformers' class."""
         ...
 
 

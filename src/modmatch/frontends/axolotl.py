@@ -28,19 +28,24 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "CONFIG_CLASS",
     "KEYS",
     "NAME",
     "PARAMETER_DROPOUT",
     "PEFT_PIN",
+    "RULES",
     "TITLE",
     "base_model",
+    "build_model",
     "lora_config",
     "read",
 ]
 
 NAME = "axolotl"
 TITLE = "Axolotl 0.18.0"
-PEFT_PIN = "0.19.1"
+RULES = "peft"
+CONFIG_CLASS = "LoraConfig"
+PEFT_PIN: str | None = "0.19.1"
 PARAMETER_DROPOUT: float | None = 0.0
 KEYS = frozenset(
     {
@@ -66,6 +71,11 @@ def base_model(settings: Mapping[str, Any]) -> str | None:
     """The model the config trains (``base_model``)."""
     value = settings.get("base_model")
     return value if isinstance(value, str) else None
+
+
+def build_model(settings: Mapping[str, Any], config: Any) -> None:
+    """Axolotl trains transformers' own classes."""
+    return None
 
 
 def read(path: str | Path) -> dict[str, Any]:

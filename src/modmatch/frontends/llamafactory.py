@@ -28,19 +28,24 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "CONFIG_CLASS",
     "KEYS",
     "NAME",
     "PARAMETER_DROPOUT",
     "PEFT_PIN",
+    "RULES",
     "TITLE",
     "base_model",
+    "build_model",
     "lora_config",
     "read",
 ]
 
 NAME = "llamafactory"
 TITLE = "LLaMA-Factory 0.9.5"
-PEFT_PIN = "0.18.1"
+RULES = "peft"
+CONFIG_CLASS = "LoraConfig"
+PEFT_PIN: str | None = "0.18.1"
 PARAMETER_DROPOUT: float | None = None
 KEYS = frozenset(
     {
@@ -171,6 +176,11 @@ def base_model(settings: Mapping[str, Any]) -> str | None:
     """The model the config trains (``model_name_or_path``)."""
     value = settings.get("model_name_or_path")
     return value if isinstance(value, str) else None
+
+
+def build_model(settings: Mapping[str, Any], config: Any) -> None:
+    """LLaMA-Factory trains transformers' own classes."""
+    return None
 
 
 def read(path: str | Path) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,15 +142,21 @@ def _cached(repo_id: str) -> Path | None:
     return next(iter(sorted(folder.glob("snapshots/*/config.json"))), None)
 
 
-def load(source: Source, task_type: str | None = None, progress: Progress | None = None) -> Model:
+def load(
+    source: Source,
+    task_type: str | None = None,
+    progress: Progress | None = None,
+    builder: Callable[[Any], Any] | None = None,
+) -> Model:
     """The model's modules: (name, is Linear) each, and its output layer. A config is built on
-    the meta device as the class the trainer builds (see :mod:`.model_class`)."""
+    the meta device by ``builder`` where it builds one (a front-end's own implementation), else
+    as the class the trainer builds (see :mod:`.model_class`)."""
     progress = progress or Progress()
     if source.kind == "names":
         return _from_names(source.label, progress)
     if source.kind == "config":
         assert source.path is not None
-        return _from_config(Path(source.path), task_type, progress)
+        return _from_config(Path(source.path), task_type, progress, builder)
     shape = SHAPES[source.label]
     modules = list(progress.counting(shape.modules(), "building the model"))
     fused: dict[str, tuple[str, ...]] = {}
@@ -213,7 +219,9 @@ def read_json(path: str | Path, in_folder: str) -> tuple[Path, Any]:
         raise InputError(f"{file} is not JSON: {error}") from error
 
 
-def _from_config(file: Path, task_type: str | None, progress: Progress) -> Model:
+def _from_config(
+    file: Path, task_type: str | None, progress: Progress, builder: Callable[[Any], Any] | None
+) -> Model:
     try:
         import transformers
     except ImportError as error:
@@ -236,7 +244,7 @@ def _from_config(file: Path, task_type: str | None, progress: Progress) -> Model
         config = transformers.AutoConfig.from_pretrained(str(file))
         classes = model_classes(transformers, config, task_type)
         with progress.ticking(f"building the model from {file}"), torch.device("meta"):
-            model = build(classes, config)
+            model = (builder(config) if builder else None) or build(classes, config)
     except Exception as error:  # transformers reports a bad field by several exception types
         reason = " ".join(line.strip() for line in str(error).splitlines())
         raise InputError(

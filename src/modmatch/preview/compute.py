@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import re
 import time
 import warnings
@@ -47,7 +48,8 @@ class Request:
     what else to answer: ``explain`` names, the PEFT regex (``emit``), and with ``engine`` the
     serving verdict on the adapter whose folder ``config`` is."""
 
-    rules: str
+    # The rule set; None: the one that reads the config (PEFT's, or its front-end's framework's).
+    rules: str | None = None
     options: Options = field(default_factory=Options)
     model: str | None = None
     names: str | None = None
@@ -79,15 +81,20 @@ def run(request: Request, progress: Progress | None = None) -> Result:
 def _run(request: Request, progress: Progress | None, lines: list[str]) -> Result:
     start = time.perf_counter()
     config, source = _inputs(request)
-    options = _options(request, config)
+    name = _rules_of(request, config)
+    options = _options(request, config, name)
     front_end = config.front_end if config is not None else None
+    builder = None
     if front_end is None:  # checked before the model is read
-        rules = rule_set(request.rules, options)
-    model = load(source, options.task_type, progress)
+        rules = rule_set(name, options)
+    else:
+        settings = config.settings if config is not None else {}
+        builder = functools.partial(front_end.build_model, settings)
+    model = load(source, options.task_type, progress, builder)
     read = time.perf_counter()
     if config is not None and front_end is not None:
         options = _front_end_options(config, options, model)
-        rules = rule_set(request.rules, options)
+        rules = rule_set(name, options)
     rules = rules.on(model)
     try:
         selected = rules.selected(model)
@@ -134,6 +141,7 @@ def _run(request: Request, progress: Progress | None, lines: list[str]) -> Resul
         peft_version=rules.peft_version,
         built_by=rules.built_by,
         lora_config=rules.built,
+        built_as=rules.built_as,
         config=rules.config_shown() if rules.peft_version is not None else None,
         selected_parameters=tuple(parameters) if parameters is not None else None,
         selected_not_linear=found.not_linear,
@@ -182,16 +190,26 @@ def _source(request: Request, config: Config | None) -> Source:
         ) from None
 
 
-def _options(request: Request, config: Config | None) -> Options:
+def _rules_of(request: Request, config: Config | None) -> str:
+    """The rule set: the one asked for, which must be the config's where there is one."""
+    own = "peft" if config is None or config.front_end is None else config.front_end.RULES
+    if request.rules is not None and config is not None and request.rules != own:
+        raise InputError(f"{config.path} is read by {own}'s rules: not by {request.rules}'s")
+    return request.rules or own
+
+
+def _options(request: Request, config: Config | None, rules: str) -> Options:
     """The request's options, with a PEFT adapter config's fields where one was given."""
     if config is None:
         return request.options
-    if request.rules != "peft":
-        raise InputError(f"{config.path} is read by PEFT's rules: not by {request.rules}'s")
+    if rules != "peft" and request.options.peft_version is not None:
+        raise InputError(f"--peft-version: {config.path} is read by {rules}'s rules, not PEFT's")
     front_end = config.front_end
     if front_end is None:
         return dataclasses.replace(request.options, **lora_options(config.settings))
-    if request.options.peft_version is not None:
+    if request.options.peft_version is not None or rules != "peft":
+        return request.options
+    if front_end.PEFT_PIN is None:  # any release: the installed one's rules
         return request.options
     # The installed PEFT where the front-end runs beside it, else the release it pins.
     beside = find_spec(front_end.NAME) is not None
@@ -207,11 +225,20 @@ def _front_end_options(config: Config, options: Options, model: Model) -> Option
         built = front_end.lora_config(config.settings, model.module)
     except ValueError as error:  # the front-end refuses its settings
         raise InputError(f"{config.path}: {' '.join(str(error).split())}") from error
-    fields = lora_options(built)
+    if front_end.RULES == "peft":
+        fields = lora_options(built)
+    else:  # a framework's own config: NeMo Automodel's PeftConfig names its fields so
+        fields = {
+            "targets": built.get("target_modules") or None,
+            "excludes": built.get("exclude_modules") or None,
+            "all_linear": bool(built.get("match_all_linear")),
+        }
     if front_end.PARAMETER_DROPOUT is not None:
         fields["parameter_dropout"] = front_end.PARAMETER_DROPOUT
     shown = {k: sorted(v) if isinstance(v, (set, frozenset)) else v for k, v in built.items()}
-    return dataclasses.replace(options, **fields, built_by=front_end.TITLE, built=shown)
+    return dataclasses.replace(
+        options, **fields, built_by=front_end.TITLE, built=shown, built_as=front_end.CONFIG_CLASS
+    )
 
 
 def lora_options(settings: Any) -> dict[str, Any]:
@@ -337,7 +364,7 @@ def _whys(found: Mapping[str, tuple[Suggestion, ...]]) -> dict[str, dict[str, st
 
 def _peft_version(request: Request) -> str | None:
     """The PEFT release whose rules refused, where PEFT's rules were chosen."""
-    if request.rules != "peft":
+    if request.rules not in ("peft", None):
         return None
     try:
         return rules_version(request.options.peft_version)

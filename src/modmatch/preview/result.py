@@ -98,9 +98,10 @@ class Result:
     notes: tuple[str, ...] = ()
     defaults: str | None = None
     peft_version: str | None = None
-    # The front-end that built the LoraConfig, and the fields it built.
+    # The front-end that built the config, the fields it built, and the config's class.
     built_by: str | None = None
     lora_config: Mapping[str, Any] | None = None
+    built_as: str = "LoraConfig"
     # The LoraConfig fields that decide, as PEFT's rules read them.
     config: Mapping[str, Any] | None = None
     selected_parameters: tuple[str, ...] | None = None
@@ -135,10 +136,12 @@ class Result:
         document: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "rules": self.rules}
         if self.peft_version is not None:
             document["peft_version"] = self.peft_version
-            if self.lora_config is not None:
-                document["built_by"] = self.built_by
-                document["lora_config"] = dict(self.lora_config)
-            document["config"] = dict(self.config or {})
+        if self.lora_config is not None:
+            document["built_by"] = self.built_by
+            document["built_as"] = self.built_as
+            document["lora_config"] = dict(self.lora_config)
+        if self.config is not None:
+            document["config"] = dict(self.config)
         document |= {
             "call": self.call,
             "model": self.model,

@@ -39,9 +39,10 @@ class Options:
     # LoraConfig options it refuses that are set (fan_in_fan_out, lora_bias, use_dora).
     parameter_dropout: float | None = None
     flags: tuple[str, ...] = ()
-    # Where a training front-end built the LoraConfig: its name, and the config's fields.
+    # Where a training front-end built the config: its name, the config's fields and class.
     built_by: str | None = None
     built: dict[str, Any] | None = None
+    built_as: str = "LoraConfig"
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,13 @@ class RuleSet:
     name: str
     call: str
     defaults_used: str | None = None
-    # PEFT's rules only: the release whose rules apply, the config's task type, and the
-    # training front-end that built the config (with the fields it built).
+    # PEFT's rules only: the release whose rules apply, and the config's task type.
     peft_version: str | None = None
     task_type: str | None = None
+    # The training front-end that built the config, with the fields it built and its class.
     built_by: str | None = None
     built: dict[str, Any] | None = None
+    built_as: str = "LoraConfig"
     # Whether the pattern is one regex over the whole name (PEFT's str target_modules), not a
     # list of names and wildcards: how a suggested pattern is read.
     regex_patterns = False

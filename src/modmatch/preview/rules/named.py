@@ -109,6 +109,7 @@ def built(
         raise InputError(f"{peft_only[0]} is a PEFT option: add --rules peft")
     defaults = not options.targets and not options.excludes and not options.all_linear
     found = build(options, options.call or call, defaults)
+    found.built_by, found.built, found.built_as = options.built_by, options.built, options.built_as
     if defaults:
         found.defaults_used = f"{defaults_by}'s default targets: " + " ".join(found.patterns)
         if megatron_defaults:

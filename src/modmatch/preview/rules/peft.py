@@ -72,6 +72,7 @@ class _PeftRuleSet(RuleSet):
             matcher.with_targets(defaults), self.lora_dropout, self.parameter_dropout
         )
         found.built_by, found.built, found.flags = self.built_by, self.built, self.flags
+        found.built_as = self.built_as
         shown = defaults if isinstance(defaults, str) else " ".join(sorted(defaults))
         found.defaults_used = (
             f"target_modules is null: PEFT {version}'s defaults for model type "
@@ -278,4 +279,5 @@ def build(options: Options) -> RuleSet:
     )
     found = _PeftRuleSet(matcher, options.lora_dropout, options.parameter_dropout)
     found.built_by, found.built, found.flags = options.built_by, options.built, options.flags
+    found.built_as = options.built_as
     return found
