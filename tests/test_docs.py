@@ -14,7 +14,7 @@ from modmatch.cli import main
 from oracles import oracle
 
 ROOT = Path(__file__).parent.parent
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 _BLOCK = re.compile(r"```console\n(.*?)```", re.DOTALL)
 # The one line that differs from run to run: how long each phase took.
 _TIMING = re.compile(r"^(selected [\d,]+ of [\d,]+ modules? in ).*$", re.MULTILINE)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 __all__ = ["FrontEnd", "front_ends"]
 
 # The registry: one module name per front-end, in the order detection tries them.
-_REGISTERED = ("axolotl", "llamafactory")
+_REGISTERED = ("axolotl", "llamafactory", "trl", "swift", "automodel_recipe")
 
 
 class FrontEnd(Protocol):

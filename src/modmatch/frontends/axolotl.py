@@ -48,15 +48,7 @@ CONFIG_CLASS = "LoraConfig"
 PEFT_PIN: str | None = "0.19.1"
 PARAMETER_DROPOUT: float | None = 0.0
 KEYS = frozenset(
-    {
-        "adapter",
-        "base_model",
-        "lora_r",
-        "lora_target_linear",
-        "lora_target_modules",
-        "micro_batch_size",
-        "sequence_len",
-    }
+    {"adapter", "base_model", "datasets", "lora_target_linear", "micro_batch_size", "sequence_len"}
 )
 
 # get_linear_embedding_layers: the output embedding find_all_linear_names leaves out, by model type.

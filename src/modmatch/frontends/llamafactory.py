@@ -47,17 +47,7 @@ RULES = "peft"
 CONFIG_CLASS = "LoraConfig"
 PEFT_PIN: str | None = "0.18.1"
 PARAMETER_DROPOUT: float | None = None
-KEYS = frozenset(
-    {
-        "cutoff_len",
-        "finetuning_type",
-        "lora_rank",
-        "lora_target",
-        "model_name_or_path",
-        "stage",
-        "template",
-    }
-)
+KEYS = frozenset({"cutoff_len", "finetuning_type", "lora_target", "stage", "template"})
 
 # The settings read here and their defaults (FinetuningArguments, ModelArguments, do_train).
 _DEFAULTS: dict[str, Any] = {
