@@ -83,18 +83,15 @@ def _run(request: Request, progress: Progress | None, lines: list[str]) -> Resul
     config, source = _inputs(request)
     name = _rules_of(request, config)
     options = _options(request, config, name)
-    front_end = config.front_end if config is not None else None
-    builder = None
-    if front_end is None:  # checked before the model is read
+    if config is None or config.front_end is None:  # checked before the model is read
         rules = rule_set(name, options)
-    else:
-        settings = config.settings if config is not None else {}
-        builder = functools.partial(front_end.build_model, settings)
-    model = load(source, options.task_type, progress, builder)
-    read = time.perf_counter()
-    if config is not None and front_end is not None:
+        model = load(source, options.task_type, progress)
+    else:  # a front-end builds its config from the model (and may build the model itself)
+        builder = functools.partial(config.front_end.build_model, config.settings)
+        model = load(source, options.task_type, progress, builder)
         options = _front_end_options(config, options, model)
         rules = rule_set(name, options)
+    read = time.perf_counter()
     rules = rules.on(model)
     try:
         selected = rules.selected(model)
