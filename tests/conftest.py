@@ -1,8 +1,7 @@
 """Hypothesis profiles, and the end-of-run note on what the default command left out.
 
-Profiles: `dev` (the default) runs 100 examples per property, `releases` 300 (the PEFT-release
-environments, .ci/releases), `ci` (CI=true) 1,000, `deep` 100,000. HYPOTHESIS_PROFILE names one
-and takes precedence over CI.
+Profiles: `dev` (the default) runs 300 examples per property, `ci` (CI=true) 1,000, `deep`
+100,000. HYPOTHESIS_PROFILE names one and takes precedence over CI.
 
 `python -m pytest` deselects the tests marked `slow` (pyproject.toml's addopts); `python -m
 pytest -m slow` runs them alone, `python -m pytest -m ""` everything. CI (.ci/run) runs both.
@@ -13,13 +12,13 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
+from collections.abc import Generator
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 _common = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
-settings.register_profile("dev", max_examples=100, **_common)
-settings.register_profile("releases", max_examples=300, **_common)
+settings.register_profile("dev", max_examples=300, **_common)
 settings.register_profile("ci", max_examples=1_000, derandomize=False, **_common)
 settings.register_profile("deep", max_examples=100_000, **_common)
 settings.load_profile(
@@ -48,14 +47,19 @@ def _reason(report: pytest.TestReport) -> str:
     return reason.removeprefix("Skipped: ")
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """One line on the slow tests left out, one on the tests skipped, and where each runs."""
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter,
+) -> Generator[None, None, None]:
+    """One line on the slow tests left out, one on the tests skipped, and where each runs:
+    after the short test summary (-ra), just above the final counts."""
+    yield
     lines = []
     if _deselected_slow:
         lines.append(
-            f"{_deselected_slow} slow tests deselected (large models, real get_peft_model on "
-            'full layer counts, fuzz and scale runs): `python -m pytest -m slow` runs them, `-m ""` '
-            "runs everything; CI (.ci/run) runs them with the ci profile"
+            f"{_deselected_slow} slow tests deselected (real get_peft_model on full layer counts, "
+            "nemo-automodel's client, fuzz and scale runs): `python -m pytest -m slow` runs them, "
+            '`-m ""` runs everything; CI (.ci/run) runs them with the ci profile'
         )
     skipped = [
         report
@@ -68,7 +72,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             reason = _reason(report)
             for pattern, what, where in _WHERE:
                 if pattern.search(reason):
-                    groups[f"{what} tests run in {where}'s environment"] += 1
+                    groups[f"{what} tests (run by {where})"] += 1
                     break
             else:
                 groups[reason] += 1
