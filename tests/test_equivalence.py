@@ -7,7 +7,7 @@ import warnings
 from typing import Any
 
 import pytest
-from hypothesis import example, given
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -280,3 +280,101 @@ def test_select_of_the_models_own_names(
         warnings.simplefilter("ignore", FallbackWarning)
         got = outcome(lambda: ModuleMatcher(**kwargs).select(model))
     assert got == expected
+
+
+# --- Rent or buy: the framework's own loop and the engine answer alike ---------------------------
+
+
+@pytest.fixture(params=["rent", "buy at once"])
+def plan(request: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which plan answers: the rent for good (a price never reached), or the engine bought on
+    the first sampled call and kept whatever the trial finds."""
+    from modmatch import automodel
+    from modmatch.engine import plans
+
+    if request.param == "rent":
+        monkeypatch.setattr(plans, "build_cost", lambda patterns: float("inf"))
+    else:
+        monkeypatch.setattr(plans, "SAMPLE", 1)
+        monkeypatch.setattr(plans, "_MIN_CALLS", 1)
+        monkeypatch.setattr(plans, "_ENGINE_CALL", -1.0)
+        monkeypatch.setattr(plans, "_TRIAL", 1)
+        monkeypatch.setattr(plans, "build_cost", lambda patterns: 0.0)
+    for module_name in ("modmatch.automodel", "modmatch.peft"):
+        module = __import__(module_name, fromlist=["build_cost"])
+        monkeypatch.setattr(module, "build_cost", plans.build_cost)
+        if hasattr(module, "SAMPLE"):
+            monkeypatch.setattr(module, "SAMPLE", plans.SAMPLE)
+    automodel._cached_rule.cache_clear()  # rules priced under the other plan
+    return str(request.param)
+
+
+# The plan fixture patches the same constants for every example: nothing to reset between them.
+ONE_PLAN = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@ONE_PLAN
+@given(
+    st.lists(PATTERNS, min_size=1, max_size=4),
+    st.lists(NAMES, min_size=1, max_size=6),
+    st.lists(PATTERNS, max_size=2),
+    st.booleans(),
+)
+def test_automodel_plans_answer_as_automodel(
+    plan: str, patterns: list[str], names: list[str], added: list[str], excludes: bool
+) -> None:
+    """Each plan, and a list changed in place between calls, answers as Automodel's own loop
+    (its exceptions included); duplicates and patterns RE2 gives up on or cannot take too."""
+    from modmatch import automodel
+    from modmatch.reference import automodel as automodel_reference
+
+    field = "exclude_modules" if excludes else "target_modules"
+    patterns = patterns + patterns[:1]  # a duplicate
+    ours = automodel.ModuleMatcher(**{field: list(patterns)})
+    theirs = automodel_reference.ModuleMatcher(**{field: list(patterns)})
+    linear = MODULES["linear"]
+    for step, name in enumerate(names * 2):
+        if step == len(names):  # changed in place, as a recipe may do
+            getattr(ours, field).extend(added)
+            getattr(theirs, field).extend(added)
+        assert same(
+            outcome(lambda n=name: ours.match(linear, n)),
+            outcome(lambda n=name: theirs.match(linear, n)),
+        )
+
+
+@ONE_PLAN
+@given(
+    st.lists(NAMES, min_size=1, max_size=8),
+    st.sampled_from(
+        [
+            r".*\.layers\.\d+\.(q|v)_proj",
+            r"(?i).*\.Q_PROJ",
+            r"^(?!.*experts).*_proj$",
+            r"(a)\1.*",
+            r"[",
+        ]
+    ),
+)
+def test_peft_plans_answer_as_peft(plan: str, names: list[str], regex: str) -> None:
+    """A PEFT regex target on either plan answers as PEFT's ``re.fullmatch`` (True or None,
+    or its error), the lookaround and backreference that only ``re`` runs included."""
+    from types import SimpleNamespace
+
+    from modmatch import peft
+    from modmatch.reference import peft as peft_reference
+
+    config = SimpleNamespace(
+        target_modules=regex,
+        exclude_modules=None,
+        modules_to_save=None,
+        layers_to_transform=None,
+        layers_pattern=None,
+        target_parameters=None,
+    )
+    matcher = peft.PeftMatcher(regex)
+    for name in [*names, f"model.layers.3.{names[0]}.q_proj"]:
+        ours = outcome(lambda n=name: matcher.match(n))
+        found = outcome(lambda n=name: peft_reference.check_target_module_exists(config, n))
+        expected = ("returned", True) if isinstance(found[1], re.Match) else found
+        assert same(ours, expected)

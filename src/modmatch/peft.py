@@ -23,6 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from .engine.patternset import DEFAULT_CACHE_SIZE, PatternSet
+from .engine.plans import Renting, build_cost
 from .engine.suffixset import SuffixSet
 from .engine.syntax import MODULES_TO_SAVE, REGEX, quietly
 from .errors import PatternError
@@ -157,10 +158,21 @@ class PeftMatcher:
             target_parameters=target_parameters,
             task_type=task_type,
         )
-        rules = _compiled(settings)
         object.__setattr__(self, "_settings", settings)
-        object.__setattr__(self, "_rules", rules)
         object.__setattr__(self, "_excluded", _excluded_marker())
+        if _has_regex(settings):
+            # A regex (a str target or exclude, modules_to_save): PEFT's own loop on re until
+            # compiling has paid for itself (a single regex, or one with `\d` or `(?i)`, may
+            # cost RE2 milliseconds to build, and PEFT's re answers it in under a microsecond).
+            only = isinstance(target_modules, str) and _only_a_regex(settings)
+            rent = _fullmatch(target_modules) if only else self._by_reference  # type: ignore[arg-type]
+            plans = Renting(rent, self._bought, build_cost(_regexes(settings)))
+            object.__setattr__(self, "_rules", None)
+            object.__setattr__(self, "_cache", None)
+            object.__setattr__(self, "_decide", lambda key: plans.answer(key))
+            return
+        rules = _compiled(settings)
+        object.__setattr__(self, "_rules", rules)
         # Answers are remembered only where deciding runs Python's re (the layer filter, or
         # PEFT's own loop): the engine's pattern sets remember theirs, and a few literal
         # entries decide faster than a cache can be written.
@@ -175,6 +187,21 @@ class PeftMatcher:
             and rules.layers is None
         )
         object.__setattr__(self, "_decide", rules.targets.match if plain else self._by_rules)  # type: ignore[union-attr]
+
+    def _bought(self) -> Callable[[str], bool | Excluded | None] | None:
+        """The config on the engine, for :class:`~modmatch.engine.plans.Renting`; None where
+        only PEFT's own loop answers it exactly."""
+        rules = _compiled(self._settings)
+        if rules is None:
+            return None
+        object.__setattr__(self, "_rules", rules)
+        return self._by_rules
+
+    def _compiled_rules(self) -> _Rules | None:
+        """The config on the engine, compiled now if it was not yet."""
+        if self._rules is None:
+            object.__setattr__(self, "_rules", _compiled(self._settings))
+        return self._rules
 
     @classmethod
     def from_config(cls, config: Any, *, version: str | None = None) -> PeftMatcher:
@@ -250,7 +277,7 @@ class PeftMatcher:
     def explain(self, key: str) -> tuple[str, Any]:
         """Which of PEFT's rules decides ``key``, and the entry (or regex) that decided it."""
         found = self.match(key)
-        rules = self._rules
+        rules = self._compiled_rules()
         if rules is None:
             return "PEFT's rules on re (a pattern the engine cannot take)", None
         if found is self._excluded:
@@ -347,6 +374,49 @@ def _compiled(settings: SimpleNamespace) -> _Rules | None:
         # An invalid regex, or an entry that is not a str: PEFT fails (or formats the entry)
         # only when it reaches it, key by key.
         return None
+
+
+def _has_regex(settings: SimpleNamespace) -> bool:
+    """Whether deciding the config runs a regex: a str target or exclude, or modules_to_save."""
+    return (
+        isinstance(settings.target_modules, str)
+        or isinstance(settings.exclude_modules, str)
+        or bool(settings.modules_to_save)
+    )
+
+
+def _only_a_regex(settings: SimpleNamespace) -> bool:
+    """Whether the config is a str target and nothing else PEFT reads before it."""
+    return (
+        isinstance(settings.target_modules, str)
+        and not settings.exclude_modules
+        and not settings.modules_to_save
+    )
+
+
+def _fullmatch(regex: str) -> Callable[[str], bool | None]:
+    """PEFT's answer for a str target alone: ``re.fullmatch`` (True for its match, else None),
+    compiled on the first key, where PEFT's ``re`` first fails on an invalid one."""
+    compiled: list[Callable[[str], re.Match[str] | None]] = []
+
+    def rent(key: str) -> bool | None:
+        if not compiled:
+            compiled.append(re.compile(regex).fullmatch)
+        return True if compiled[0](key) else None
+
+    return rent
+
+
+def _regexes(settings: SimpleNamespace) -> int:
+    """How many regexes compiling the config builds (for the expected cost of building)."""
+    to_save = settings.modules_to_save
+    try:
+        saved = len(to_save) if to_save else 0
+    except TypeError:
+        saved = 1
+    return (
+        saved + isinstance(settings.target_modules, str) + isinstance(settings.exclude_modules, str)
+    )
 
 
 def _rule(patterns: str | Iterable[str]) -> PatternSet | SuffixSet:

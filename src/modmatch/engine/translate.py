@@ -15,6 +15,7 @@ import enum
 import functools
 import re
 import sys
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -369,9 +370,14 @@ def _python_class(items: list[tuple[Any, Any]], flags: int) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _every_character() -> str:
-    """Every code point a name can hold on the RE2 path: all but the surrogates."""
+    """Every code point a name can hold on the RE2 path: all but the surrogates. Decoded from
+    UTF-32 (30 ms) rather than joined from ``chr`` of each (95 ms): a first ``\\d`` pays it."""
     first, last = _SURROGATES
-    return "".join(map(chr, range(first))) + "".join(map(chr, range(last + 1, 0x110000)))
+    return (
+        (array("I", range(first)) + array("I", range(last + 1, 0x110000)))
+        .tobytes()
+        .decode("utf-32-le" if sys.byteorder == "little" else "utf-32-be")
+    )
 
 
 @functools.lru_cache(maxsize=256)
