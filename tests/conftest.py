@@ -28,7 +28,7 @@ settings.load_profile(
 # Where the tests a skip reason names do run: the packages they need are installed only in the
 # environments CI builds beside the main one.
 _WHERE = [
-    (re.compile(r"'(axolotl|llamafactory|omegaconf)\b"), "front-end", ".ci/releases"),
+    (re.compile(r"in its front-end's environment"), "front-end", ".ci/releases, .ci/frontend-*"),
     (re.compile(r"vLLM is not installed"), "vLLM", ".ci/serving"),
     (re.compile(r"PEFT \S+ (does not )?rewrites? configs"), "other PEFT release", ".ci/releases"),
 ]

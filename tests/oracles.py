@@ -23,7 +23,7 @@ def front_end(module: str) -> ModuleType:
     module fails the test. Elsewhere the test skips."""
     if module.split(".")[0] in os.environ.get("MODMATCH_FRONT_END", "").split(","):
         return importlib.import_module(module)
-    reason = f"'{module}' is not installed: .ci/releases runs this beside the PEFT release it pins"
+    reason = f"'{module}' is not installed: CI runs this in its front-end's environment"
     return pytest.importorskip(module, reason=reason)
 
 

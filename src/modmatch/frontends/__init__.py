@@ -48,6 +48,11 @@ class FrontEnd(Protocol):
         its framework's own); ValueError where it refuses the settings."""
         ...
 
+    def notes(self, settings: Mapping[str, Any]) -> list[str]:
+        """What the front-end does with ``settings`` that their reader may not expect, a line
+        each: shown as notes, and with PEFT's refusal of a config that adapts nothing."""
+        ...
+
     def build_model(self, settings: Mapping[str, Any], config: Any) -> Any | None:
         """The model the front-end builds from transformers' ``config``, on the current device,
         where it is not the class transformers maps the config to (its own implementation);

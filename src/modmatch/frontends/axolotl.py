@@ -38,6 +38,7 @@ __all__ = [
     "base_model",
     "build_model",
     "lora_config",
+    "notes",
     "read",
 ]
 
@@ -63,6 +64,11 @@ def base_model(settings: Mapping[str, Any]) -> str | None:
     """The model the config trains (``base_model``)."""
     value = settings.get("base_model")
     return value if isinstance(value, str) else None
+
+
+def notes(settings: Mapping[str, Any]) -> list[str]:
+    """Nothing to note."""
+    return []
 
 
 def build_model(settings: Mapping[str, Any], config: Any) -> None:

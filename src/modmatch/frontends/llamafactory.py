@@ -38,6 +38,7 @@ __all__ = [
     "base_model",
     "build_model",
     "lora_config",
+    "notes",
     "read",
 ]
 
@@ -166,6 +167,11 @@ def base_model(settings: Mapping[str, Any]) -> str | None:
     """The model the config trains (``model_name_or_path``)."""
     value = settings.get("model_name_or_path")
     return value if isinstance(value, str) else None
+
+
+def notes(settings: Mapping[str, Any]) -> list[str]:
+    """Nothing to note."""
+    return []
 
 
 def build_model(settings: Mapping[str, Any], config: Any) -> None:

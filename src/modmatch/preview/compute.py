@@ -83,10 +83,12 @@ def _run(request: Request, progress: Progress | None, lines: list[str]) -> Resul
     config, source = _inputs(request)
     name = _rules_of(request, config)
     options = _options(request, config, name)
+    said: tuple[str, ...] = ()  # a front-end's notes on its settings
     if config is None or config.front_end is None:  # checked before the model is read
         rules = rule_set(name, options)
         model = load(source, options.task_type, progress)
     else:  # a front-end builds its config from the model (and may build the model itself)
+        said = tuple(config.front_end.notes(config.settings))
         builder = functools.partial(config.front_end.build_model, config.settings)
         model = load(source, options.task_type, progress, builder)
         options = _front_end_options(config, options, model)
@@ -96,7 +98,7 @@ def _run(request: Request, progress: Progress | None, lines: list[str]) -> Resul
     try:
         selected = rules.selected(model)
     except NothingMatched as refused:
-        raise _with_suggestions(refused, rules, model) from refused
+        raise _with_suggestions(refused, rules, model, said) from refused
     matched = time.perf_counter()
     regex = _peft_regex(rules, model, selected, lines) if request.emit else None
     with warnings.catch_warnings():
@@ -133,7 +135,7 @@ def _run(request: Request, progress: Progress | None, lines: list[str]) -> Resul
         unmatched_excludes=tuple(rules.unmatched_excludes(model)),
         suggestions=_patterns(found.suggestions),
         suggestion_notes=_whys(found.suggestions),
-        notes=tuple(notes(rules, model, selected, needs_types=options_need_types)),
+        notes=(*said, *notes(rules, model, selected, needs_types=options_need_types)),
         defaults=rules.defaults_used,
         peft_version=rules.peft_version,
         built_by=rules.built_by,
@@ -331,8 +333,11 @@ def _peft_regex(rules: RuleSet, model: Model, selected: list[str], lines: list[s
     return regex
 
 
-def _with_suggestions(refused: NothingMatched, rules: RuleSet, model: Model) -> Failed:
-    """PEFT's refusal of a config that adapts nothing, with what to try instead."""
+def _with_suggestions(
+    refused: NothingMatched, rules: RuleSet, model: Model, said: tuple[str, ...] = ()
+) -> Failed:
+    """PEFT's refusal of a config that adapts nothing, with what to try instead and a
+    front-end's notes on its settings."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         counts = report(rules.patterns, rules.asked(model), selects=rules.selects())
@@ -344,7 +349,7 @@ def _with_suggestions(refused: NothingMatched, rules: RuleSet, model: Model) -> 
         if tried
     )
     notes = "; ".join(fused.values())
-    message = "; ".join(part for part in (str(refused), tries, notes) if part)
+    message = "; ".join(part for part in (str(refused), tries, notes, *said) if part)
     tried = {pattern: found for pattern, found in suggested.items() if found}
     return Failed(message, rules.peft_version, suggestions=tried)
 
