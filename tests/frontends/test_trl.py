@@ -443,3 +443,14 @@ def test_any_config_is_trls(settings: dict[str, Any]) -> None:
     assert isinstance(theirs, peft.LoraConfig), settings
     same_fields(ours, theirs)
     event("the same LoraConfig")
+
+
+def test_the_one_entry_quirk_is_said_with_peft_s_refusal(capsys: Any) -> None:
+    """TRL hands PEFT a one-entry list as a str: the command says why nothing matched."""
+    oracle("transformers")
+    fixture = Path(__file__).parent / "fixtures" / "trl" / "edge-one-entry.yaml"
+    llama = Path(__file__).parents[2] / "docs" / "examples" / "llama-tiny"
+    code = main(["preview", str(fixture), "--model", str(llama)])
+    err = capsys.readouterr().err
+    assert code == 2 and "matches no module" in err
+    assert "TRL's ModelConfig passes a one-entry list" in err and err.count("\n") == 1
