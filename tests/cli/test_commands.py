@@ -351,3 +351,18 @@ def test_a_front_end_is_one_module_and_one_registry_line(
         assert document["selected_names"] == [f"model.layers.{i}.self_attn.q_proj" for i in (0, 1)]
     finally:
         frontends.front_ends.cache_clear()
+
+
+@pytest.mark.parametrize("name", ["yaml-deepspeed-sft.json", "train-lora_sft.sh"])
+def test_as_a_front_end_reads_what_detection_cannot_place(name: str, capsys: Any) -> None:
+    """ms-swift's JSON and shell scripts: `--as swift` reads them; without it the JSON is taken
+    for a PEFT adapter config, and the script is not a YAML config."""
+    file = Path(__file__).parents[1] / "frontends" / "fixtures" / "swift" / name
+    llama = Path(__file__).parents[2] / "docs" / "examples" / "llama-tiny"
+    code, out, err = _run(capsys, "preview", str(file), "--as", "swift", "--model", str(llama))
+    assert code == 0, err
+    assert "ms-swift 4.6.0 builds: LoraConfig(" in out
+    code, out, _ = _run(capsys, "preview", str(file), "--model", str(llama))
+    assert "ms-swift" not in out and (code == 2) == name.endswith(".sh")
+    code, _, err = _run(capsys, "preview", str(FIXTURES / "phi-1_5.json"), "--as", "swift")
+    assert code == 2 and "is a PEFT adapter config, not a ms-swift config" in err

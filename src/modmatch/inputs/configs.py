@@ -59,7 +59,7 @@ def read_config(path: str, kind: str | None = None) -> Config:
     file = Path(path)
     if not file.exists():
         raise InputError(f"{path}: no such file or folder")
-    found = _detected(file) if _yaml_named(file) else PEFT
+    found = _found(file, kind)
     if kind is not None and kind != found:
         raise InputError(f"{path} is a {_title(found)}, not a {_title(kind)}: drop --as {kind}")
     if found == PEFT:
@@ -76,6 +76,28 @@ def read_config(path: str, kind: str | None = None) -> Config:
     except ValueError as error:
         raise InputError(" ".join(str(error).split())) from error
     return Config(found, file, settings)
+
+
+def _found(file: Path, kind: str | None) -> str:
+    """The config's kind as its content shows it. A front-end named by ``kind`` may read files
+    detection cannot place (ms-swift's JSON or shell scripts): those are its to read."""
+    if kind is None or kind == PEFT:
+        return _detected(file) if _yaml_named(file) else PEFT
+    if not _yaml_named(file):
+        return PEFT if file.is_dir() or _holds_peft_type(file) else kind
+    try:
+        return _detected(file)
+    except InputError:  # not a YAML mapping the detection can place
+        return kind
+
+
+def _holds_peft_type(file: Path) -> bool:
+    """Whether a JSON file is a saved PEFT config (PEFT writes peft_type into each)."""
+    try:
+        settings = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True  # PEFT's reading names what is wrong with it
+    return not isinstance(settings, dict) or "peft_type" in settings
 
 
 def _yaml_named(file: Path) -> bool:
