@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -285,28 +286,32 @@ def test_select_of_the_models_own_names(
 # --- Rent or buy: the framework's own loop and the engine answer alike ---------------------------
 
 
-@pytest.fixture(params=["rent", "buy at once"])
-def plan(request: Any, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Which plan answers: the rent for good (a price never reached), or the engine bought on
-    the first sampled call and kept whatever the trial finds."""
+@pytest.fixture(params=["rent", "Automodel's loop", "buy at once"])
+def plan(request: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Which plan answers: the rent for good (a price never reached), a few plain patterns as
+    one regex included; Automodel's loop for good, on every list; or the engine, bought on the
+    first sampled call and kept at once, on every list."""
     from modmatch import automodel
     from modmatch.engine import plans
 
-    if request.param == "rent":
-        monkeypatch.setattr(plans, "build_cost", lambda patterns: float("inf"))
-    else:
+    if request.param != "rent":
+        monkeypatch.setattr(automodel, "_FEW", 0)  # no list is asked as one regex
+    if request.param == "buy at once":
         monkeypatch.setattr(plans, "SAMPLE", 1)
         monkeypatch.setattr(plans, "_MIN_CALLS", 1)
         monkeypatch.setattr(plans, "_ENGINE_CALL", -1.0)
-        monkeypatch.setattr(plans, "_TRIAL", 1)
+        monkeypatch.setattr(plans, "_TRIAL", 0)
         monkeypatch.setattr(plans, "build_cost", lambda patterns: 0.0)
+    else:
+        monkeypatch.setattr(plans, "build_cost", lambda patterns: float("inf"))
     for module_name in ("modmatch.automodel", "modmatch.peft"):
         module = __import__(module_name, fromlist=["build_cost"])
         monkeypatch.setattr(module, "build_cost", plans.build_cost)
         if hasattr(module, "SAMPLE"):
             monkeypatch.setattr(module, "SAMPLE", plans.SAMPLE)
-    automodel._cached_rule.cache_clear()  # rules priced under the other plan
-    return str(request.param)
+    automodel._cached_plan.cache_clear()  # lists planned under another plan
+    yield str(request.param)
+    automodel._cached_plan.cache_clear()  # and none of these left to later tests
 
 
 # The plan fixture patches the same constants for every example: nothing to reset between them.
@@ -330,8 +335,10 @@ def test_automodel_plans_answer_as_automodel(
 
     field = "exclude_modules" if excludes else "target_modules"
     patterns = patterns + patterns[:1]  # a duplicate
-    ours = automodel.ModuleMatcher(**{field: list(patterns)})
-    theirs = automodel_reference.ModuleMatcher(**{field: list(patterns)})
+    ours_fields: dict[str, Any] = {field: list(patterns)}
+    their_fields: dict[str, Any] = {field: list(patterns)}  # a list of their own, changed alike
+    ours = automodel.ModuleMatcher(**ours_fields)
+    theirs = automodel_reference.ModuleMatcher(**their_fields)
     linear = MODULES["linear"]
     for step, name in enumerate(names * 2):
         if step == len(names):  # changed in place, as a recipe may do
@@ -378,3 +385,40 @@ def test_peft_plans_answer_as_peft(plan: str, names: list[str], regex: str) -> N
         found = outcome(lambda n=name: peft_reference.check_target_module_exists(config, n))
         expected = ("returned", True) if isinstance(found[1], re.Match) else found
         assert same(ours, expected)
+
+
+class _Patterns(list):  # type: ignore[type-arg]
+    """A list subclass: changed in place like a list, and told apart by its copy the same way."""
+
+
+@pytest.mark.parametrize("patterns", [["*_proj"], ["*.layers.1.*", "*.mlp.*"], ["a[", "*_proj"]])
+def test_automodel_copies_and_pickles_answer_as_automodel(patterns: list[str]) -> None:
+    """A matcher copied, deep-copied or pickled after it planned its list answers as Automodel,
+    and a copy whose list is then changed in place (a list subclass too) plans it again."""
+    import copy
+    import pickle
+
+    from modmatch import automodel
+    from modmatch.reference import automodel as automodel_reference
+
+    linear = MODULES["linear"]
+    names = ["model.layers.1.mlp.up_proj", "lm_head", "model.layers.10.self_attn.q_proj", "a["]
+    theirs = automodel_reference.ModuleMatcher(target_modules=_Patterns(patterns))
+    ours = automodel.ModuleMatcher(target_modules=_Patterns(patterns))
+    for name in names:
+        outcome(lambda n=name: ours.match(linear, n))  # planned, and its rule has rented
+    for clone in (copy.copy(ours), copy.deepcopy(ours), pickle.loads(pickle.dumps(ours))):
+        for name in names:
+            assert same(
+                outcome(lambda n=name, c=clone: c.match(linear, n)),
+                outcome(lambda n=name: theirs.match(linear, n)),
+            )
+    changed = copy.deepcopy(ours)
+    reference_changed = copy.deepcopy(theirs)
+    for matcher in (changed, reference_changed):
+        matcher.target_modules[0] = "lm_*"
+    for name in names:
+        assert same(
+            outcome(lambda n=name: changed.match(linear, n)),
+            outcome(lambda n=name: reference_changed.match(linear, n)),
+        )

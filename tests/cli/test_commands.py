@@ -332,7 +332,7 @@ def test_a_front_end_is_one_module_and_one_registry_line(
     toy.NAME, toy.TITLE, toy.PEFT_PIN, toy.PARAMETER_DROPOUT = "toy", "Toy 1.0", "0.20.0", None
     toy.RULES, toy.CONFIG_CLASS, toy.KEYS = "peft", "LoraConfig", frozenset({"toy_targets"})
     toy.build_model = lambda settings, config: None
-    toy.notes = lambda settings: []
+    toy.notes = lambda settings, model: []
     toy.read = lambda path: {"toy_targets": ["q_proj"], "toy_model": "x"}
     toy.base_model = lambda settings: settings["toy_model"]
     toy.lora_config = lambda settings, model: {"target_modules": settings["toy_targets"]}

@@ -256,10 +256,10 @@ def test_what_the_parser_refuses_is_refused(text: str, message: str, tmp_path: P
 
 
 def test_notes_say_what_the_reader_may_not_expect() -> None:
-    assert swift.notes(fixture("yaml-deepspeed-sft.yaml")) == []
-    (null,) = swift.notes(fixture("edge-null-regex.yaml"))
+    assert swift.notes(fixture("yaml-deepspeed-sft.yaml"), None) == []
+    (null,) = swift.notes(fixture("edge-null-regex.yaml"), None)
     assert null.startswith("target_regex 'None': a YAML null")
-    (unused,) = swift.notes(fixture("edge-target_regex.yaml"))
+    (unused,) = swift.notes(fixture("edge-target_regex.yaml"), None)
     assert unused == "target_modules ['all-linear']: not used, target_regex replaces it"
 
 

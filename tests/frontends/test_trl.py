@@ -239,7 +239,7 @@ def test_without_use_peft_the_lora_settings_adapt_nothing() -> None:
     ],
 )
 def test_a_one_entry_list_is_noted_with_what_to_write(written: list[str], said: str) -> None:
-    (note,) = trl.notes({"use_peft": True, "lora_target_modules": written})
+    (note,) = trl.notes({"use_peft": True, "lora_target_modules": written}, None)
     assert note.startswith(f"lora_target_modules {written!r}") and note.endswith(said)
 
 
@@ -255,11 +255,11 @@ def test_a_one_entry_list_is_noted_with_what_to_write(written: list[str], said: 
     ],
 )
 def test_what_works_as_written_is_not_noted(settings: dict[str, Any]) -> None:
-    assert trl.notes(settings) == []
+    assert trl.notes(settings, None) == []
 
 
 def test_a_use_peft_that_is_not_false_and_a_cloned_chat_template_are_noted() -> None:
-    found = trl.notes({"use_peft": 0, "chat_template_path": "Qwen/Qwen3-0.6B"})
+    found = trl.notes({"use_peft": 0, "chat_template_path": "Qwen/Qwen3-0.6B"}, None)
     assert [note.split(":")[0] for note in found] == [
         "use_peft 0",
         "chat_template_path 'Qwen/Qwen3-0.6B'",

@@ -97,7 +97,7 @@ def test_files_the_command_cannot_take_are_named(tmp_path: Path, capsys: Any) ->
     remote.mkdir()
     (remote / "config.json").write_text('{"architectures": ["MyModel"], "auto_map": {}}')
     adapter = tmp_path / "adapter.json"
-    adapter.write_text('{"target_modules": ["q_proj"]}')
+    adapter.write_text('{"peft_type": "LORA", "target_modules": ["q_proj"]}')
     cases = {
         ("preview", str(latin)): "not UTF-8 text (byte 0xe9",
         ("preview", str(ia3)): "peft_type 'IA3'",

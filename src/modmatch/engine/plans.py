@@ -11,21 +11,32 @@ the faster plan for a whole model walk; for a long list it is hundreds of times 
 spent has reached what building the engine is expected to cost, and only then builds it
 (skiing: rent until the rent paid equals the price, then buy). The total is then at most about
 twice the better plan's. The engine is then tried: if its calls turn out slower than the cheap
-plan's (lists RE2's DFA handles badly), the cheap plan takes over again for good, so a wrong
-purchase costs its price once. Both plans give the same answers, so the choice is invisible.
+plan's (lists RE2's DFA handles badly), the cheap plan takes over again, and the engine, kept,
+is tried again only once the rent has cost as much again as everything before: a wrong purchase
+costs its price once, and a trial that a busy machine spoiled is not a verdict for good. Both
+plans give the same answers, so the choice is invisible.
+
+Calls are judged robustly, never on a plain sum or a plain median: on a shared machine one call
+in a few thousand is descheduled for milliseconds, as long as a whole walk of a small model,
+and a sum would charge that to whichever plan happened to be answering; a median would miss
+what a skewed rent costs (a name no pattern matches runs the whole loop). So a sampled call
+pays at most a quarter of the price, a call is costed as the mean of the recent ones without
+their slowest eighth (:func:`typical`), and a trial call is charged at most a few rented ones.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["SAMPLE", "RentOrBuy", "Renting", "build_cost"]
+__all__ = ["SAMPLE", "Charge", "RentOrBuy", "Renting", "build_cost", "sampled", "typical"]
 
 R = TypeVar("R")
+
+# What a rent is handed: the seconds one sampled call took.
+Charge = Callable[[float], None]
 
 # One rented call in this many is timed: two clock reads cost about 0.1 µs, as much as a quick
 # rented call, so timing every one would slow the cheap plan itself down.
@@ -33,11 +44,16 @@ SAMPLE = 8
 # A compiled drop-in's call on a name not seen before (measured: Automodel 1.8 µs, PEFT 2.5 µs
 # cold). The engine is bought only when a rented call costs more: below it, no build pays off.
 _ENGINE_CALL = 2e-6
-# Rented calls, and sampled ones kept, before the rent is judged.
+# Rented calls before the rent is judged, and sampled ones kept to judge it on.
 _MIN_CALLS = 64
 _KEPT = 33
-# Calls the bought engine is timed on, every one, before it is kept for good.
+# One sampled call pays at most this share of the price (1 / _SHARES).
+_SHARES = 4
+# Calls the bought engine is timed on, every one, before it is kept (0: kept untried).
 _TRIAL = 512
+# A trial call is charged at most this many rented calls' time: a call the machine descheduled
+# (milliseconds) must not end a trial that the engine is winning call by call.
+_STALL = 4
 # What building the engine is expected to cost: a fixed part and a part per pattern (measured on
 # Automodel syntax, the slowest to translate: 4,096 patterns in 0.16 s).
 _BUILD_FIXED = 2e-4
@@ -49,40 +65,78 @@ def build_cost(patterns: int) -> float:
     return _BUILD_FIXED + _BUILD_PER_PATTERN * patterns
 
 
+def typical(seconds: list[float]) -> float:
+    """The mean of ``seconds`` without its slowest eighth: what a call costs, on a machine that
+    now and then deschedules one for milliseconds. Not the median: a rent's calls are skewed (a
+    name no pattern matches runs the whole loop), and their total is what the price is paid in."""
+    ordered = sorted(seconds)
+    kept = ordered[: len(ordered) - len(ordered) // 8] or ordered
+    return sum(kept) / len(kept)
+
+
+def sampled(ask: Callable[..., R], charge: Charge) -> Callable[..., R]:
+    """``ask``, with every :data:`SAMPLE`-th call timed and its seconds handed to ``charge``.
+
+    The count is a countdown in the closure's cell: no attribute, no modulo, a few bytecodes on
+    the calls that are not timed. A rent that cannot afford even the frame this adds writes the
+    same countdown inline (``modmatch.automodel``)."""
+    every = SAMPLE
+    left = every
+    clock = time.perf_counter
+
+    def rent(*args: Any) -> R:
+        nonlocal left
+        left -= 1
+        if left:
+            return ask(*args)
+        left = every
+        start = clock()
+        answer = ask(*args)
+        charge(clock() - start)
+        return answer
+
+    return rent
+
+
 class RentOrBuy(Generic[R]):
     """Two plans answering the same questions: the rent, and an engine bought when it pays.
 
-    Callers ask ``answer(*args)``, the current plan. A subclass writes the rent as ``_renting``
-    (its hot path: no frame between the caller and the framework's loop), counts its calls in
-    ``calls`` and hands the seconds of every :data:`SAMPLE`-th call to :meth:`_charge`; ``_buy``
+    Callers ask ``answer(*args)``, the current plan. ``rent(charge)`` makes the rent: a callable
+    answering as the framework does, which hands the seconds of every :data:`SAMPLE`-th call to
+    ``charge`` (:func:`sampled` makes one of any function). A subclass writes ``_buy``, which
     builds the engine's answer, or None where no engine can answer exactly.
     """
 
     __slots__ = (
+        "_behind",
         "_engine",
         "_loss",
+        "_paid",
         "_price",
+        "_rent",
         "_rent_call",
+        "_sample",
         "_samples",
-        "_spent",
-        "_trial_calls",
+        "_trial",
+        "_trying_now",
         "answer",
         "calls",
     )
 
-    def __init__(self, price: float) -> None:
+    def __init__(self, price: float, rent: Callable[[Charge], Callable[..., R]]) -> None:
         self._price = price
-        self.calls = 0
-        self._spent = 0.0  # estimated seconds of rented calls, then of the trial's calls
-        self._loss = 0.0  # what the trial may lose against the rent before it stops
-        self._rent_call = 0.0  # seconds per rented call, when the engine was bought
-        self._trial_calls = 0
+        self._sample = SAMPLE  # as the rent made now counts
+        self.calls = 0  # rented calls, counted a sample at a time
+        self._paid = 0.0  # estimated seconds of rented calls
         self._samples: list[float] = []
         self._engine: Callable[..., R] | None = None
-        self.answer: Callable[..., R] = self._renting
-
-    def _renting(self, *args: Any) -> R:
-        raise NotImplementedError
+        self._loss = 0.0  # what a trial may lose against the rent before it stops
+        self._rent_call = 0.0  # seconds per rented call, when the trial began
+        self._behind = 0.0  # what the trial has lost against the rent so far
+        self._trial: list[float] = []  # seconds of each trial call
+        self._trying_now = False
+        self._rent: Callable[..., R] = rent(self._charge)
+        self.answer: Callable[..., R] = self._rent
 
     def _buy(self) -> Callable[..., R] | None:
         raise NotImplementedError
@@ -95,32 +149,41 @@ class RentOrBuy(Generic[R]):
     def _charge(self, seconds: float) -> None:
         """One sampled rented call took ``seconds``: buy once the rent has cost the price, where
         a rented call costs more than an engine's."""
-        self._spent += SAMPLE * seconds
+        sample = self._sample
+        self.calls += sample
+        # No one sample pays more than a share of the price: a call the machine descheduled
+        # (milliseconds) does not buy alone.
+        self._paid += min(sample * seconds, self._price / _SHARES)
         samples = self._samples
         samples.append(seconds)
         if len(samples) > _KEPT:
             del samples[0]
-        if self._spent < self._price:
+        if self._paid < self._price:
             return
-        # Judged on the median sample, not the sum: one sample that a first compile, a garbage
-        # collection or a busy machine made slow must not buy an engine worth less than its price.
-        per_call = statistics.median(samples)
-        spent = per_call * self.calls
-        if spent < self._price or per_call <= _ENGINE_CALL or self.calls < _MIN_CALLS:
-            # Not yet, or the cheap plan is the faster one per call: look again once the rent
-            # has cost as much again (the names asked later may be slower).
-            self._price = self._spent + max(self._price - spent, spent)
+        per_call = typical(samples)
+        if per_call <= _ENGINE_CALL or self.calls < _MIN_CALLS:
+            # The cheap plan is the faster one per call, or too few calls to tell: look again
+            # once the rent has cost as much again (the names asked later may be slower).
+            self._price = 2 * self._paid
             return
-        start = time.perf_counter()
-        engine = self._buy()
-        built = time.perf_counter() - start
-        if engine is None:
-            self._price = math.inf  # nothing to buy: rent for good
+        built = 0.0
+        if self._engine is None:
+            start = time.perf_counter()
+            engine = self._buy()
+            built = time.perf_counter() - start
+            if engine is None:
+                self._price = math.inf  # nothing to buy: rent for good
+                return
+            self._engine = engine
+        # The trial stops, and the rent answers again, once the engine has lost against the rent
+        # what building it cost (a stalled call charged as a few rented ones), or at its end if
+        # its typical call is slower.
+        self._loss, self._rent_call = max(built, self._price), per_call
+        self._behind, self._trial = 0.0, []
+        if _TRIAL <= 0:  # no trial (tests): the engine answers from now on
+            self.answer = self._engine
             return
-        # The trial stops, and the rent is kept, once the engine has lost against the rent what
-        # building it cost, or at its end if it is slower per call.
-        self._engine, self._loss, self._rent_call = engine, max(built, self._price), per_call
-        self._trial_calls, self._spent = 0, 0.0
+        self._trying_now = True
         self.answer = self._trying
 
     def _trying(self, *args: Any) -> R:
@@ -128,36 +191,42 @@ class RentOrBuy(Generic[R]):
         try:
             return self._engine(*args)  # type: ignore[misc]
         finally:
-            self._spent += time.perf_counter() - start
-            self._trial_calls += 1
-            behind = self._spent - self._rent_call * self._trial_calls
-            if behind > self._loss or (self._trial_calls >= _TRIAL and behind > 0):
-                self._price = math.inf
-                self.answer = self._renting
-            elif self._trial_calls >= _TRIAL:
+            self._judge(time.perf_counter() - start)
+
+    def _judge(self, seconds: float) -> None:
+        """One trial call took ``seconds``: keep the engine, or go back to the rent."""
+        if not self._trying_now:
+            return  # another thread's call ended the trial first
+        trial, rent_call = self._trial, self._rent_call
+        trial.append(seconds)
+        self._behind += min(seconds, _STALL * rent_call) - rent_call
+        if self._behind > self._loss:
+            self._lost()
+        elif len(trial) >= _TRIAL:
+            if typical(trial) > rent_call:
+                self._lost()
+            else:
+                self._trying_now = False
                 self.answer = self._engine  # type: ignore[assignment]
+
+    def _lost(self) -> None:
+        """The engine lost its trial: the rent answers until it has cost as much again as all
+        rent paid before, then the engine (kept: no second build) is tried again."""
+        self._trying_now = False
+        self._price = 2 * max(self._price, self._paid)
+        self.answer = self._rent
 
 
 class Renting(RentOrBuy[R]):
     """Rent-or-buy over a rent given as a function (a frame more per rented call)."""
 
-    __slots__ = ("_build", "_rent")
+    __slots__ = ("_build",)
 
     def __init__(
         self, rent: Callable[..., R], buy: Callable[[], Callable[..., R] | None], price: float
     ) -> None:
-        super().__init__(price)
-        self._rent = rent
         self._build = buy
-
-    def _renting(self, *args: Any) -> R:
-        calls = self.calls = self.calls + 1
-        if calls % SAMPLE:
-            return self._rent(*args)
-        start = time.perf_counter()
-        answer = self._rent(*args)
-        self._charge(time.perf_counter() - start)
-        return answer
+        super().__init__(price, lambda charge: sampled(rent, charge))
 
     def _buy(self) -> Callable[..., R] | None:
         return self._build()

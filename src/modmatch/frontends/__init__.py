@@ -48,7 +48,7 @@ class FrontEnd(Protocol):
         its framework's own); ValueError where it refuses the settings."""
         ...
 
-    def notes(self, settings: Mapping[str, Any]) -> list[str]:
+    def notes(self, settings: Mapping[str, Any], model: Any) -> list[str]:
         """What the front-end does with ``settings`` that their reader may not expect, a line
         each: shown as notes, and with PEFT's refusal of a config that adapts nothing."""
         ...

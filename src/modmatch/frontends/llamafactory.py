@@ -169,7 +169,7 @@ def base_model(settings: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def notes(settings: Mapping[str, Any]) -> list[str]:
+def notes(settings: Mapping[str, Any], model: Any) -> list[str]:
     """Nothing to note."""
     return []
 

@@ -406,7 +406,7 @@ def base_model(settings: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def notes(settings: Mapping[str, Any]) -> list[str]:
+def notes(settings: Mapping[str, Any], model: Any) -> list[str]:
     """What ms-swift does with these settings that their reader may not expect, in a line each."""
     found = []
     regex = settings.get("target_regex")

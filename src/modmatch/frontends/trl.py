@@ -190,7 +190,7 @@ def lora_config(settings: Mapping[str, Any], model: torch.nn.Module | None) -> d
     return built
 
 
-def notes(settings: Mapping[str, Any]) -> list[str]:
+def notes(settings: Mapping[str, Any], model: Any) -> list[str]:
     """What TRL does with these settings that their reader may not expect, in a line each."""
     found = []
     written = settings.get("lora_target_modules")

@@ -48,7 +48,10 @@ class Config:
 
 def _title(kind: str) -> str:
     found = front_ends().get(kind)
-    return f"{found.TITLE.split()[0]} config" if found is not None else _TITLES[kind]
+    if found is None:
+        return _TITLES[kind]
+    name = " ".join(word for word in found.TITLE.split() if not word[0].isdigit())
+    return f"{name} config"
 
 
 def read_config(path: str, kind: str | None = None) -> Config:

@@ -83,14 +83,14 @@ def _run(request: Request, progress: Progress | None, lines: list[str]) -> Resul
     config, source = _inputs(request)
     name = _rules_of(request, config)
     options = _options(request, config, name)
-    said: tuple[str, ...] = ()  # a front-end's notes on its settings
+    said: tuple[str, ...] = ()  # a front-end's notes on its settings and the model built
     if config is None or config.front_end is None:  # checked before the model is read
         rules = rule_set(name, options)
         model = load(source, options.task_type, progress)
     else:  # a front-end builds its config from the model (and may build the model itself)
-        said = tuple(config.front_end.notes(config.settings))
         builder = functools.partial(config.front_end.build_model, config.settings)
         model = load(source, options.task_type, progress, builder)
+        said = tuple(config.front_end.notes(config.settings, model.module))
         options = _front_end_options(config, options, model)
         rules = rule_set(name, options)
     read = time.perf_counter()
@@ -396,14 +396,21 @@ def _which_list(options: Options, pattern: str, index: int) -> str:
 @contextlib.contextmanager
 def _fallback_warnings(options: Options, lines: list[str]) -> Iterator[None]:
     """Each FallbackWarning as one line naming its list; other warnings as Python shows them."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", FallbackWarning)
-        try:
-            yield
-        finally:
-            for warning in caught:
-                found = warning.message
-                if isinstance(found, FallbackWarning):
-                    lines.append(f"{_which_list(options, found.pattern, found.index)} {found}")
-                else:
-                    warnings.showwarning(found, warning.category, warning.filename, warning.lineno)
+    others = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FallbackWarning)
+            try:
+                yield
+            finally:
+                for warning in caught:
+                    found = warning.message
+                    if isinstance(found, FallbackWarning):
+                        lines.append(f"{_which_list(options, found.pattern, found.index)} {found}")
+                    else:
+                        others.append(warning)
+    finally:
+        for warning in others:
+            warnings.showwarning(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )

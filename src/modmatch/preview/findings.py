@@ -48,7 +48,10 @@ def findings(rules: RuleSet, model: Model, counts: Report, selected: list[str]) 
         flags = dict(model.modules)
         # A module held for PEFT's target_parameters is wrapped for its parameters: not a slip.
         held = {p.rpartition(".")[0] for p in rules.selected_parameters(model) or ()}
-        not_linear = sum(1 for name in selected if not flags[name] and name not in held)
+        whole = rules.adapts_whole(model)  # not Linear, and adapted as such
+        not_linear = sum(
+            1 for name in selected if not flags[name] and name not in held and name not in whole
+        )
     return Findings(unmatched, suggested, hints, fused, broader, not_linear, moved)
 
 
@@ -63,10 +66,11 @@ def advise(
     # Without nn.Linear modules (Megatron-Core's parallel layers), "Linear only" cannot guide.
     found = Advice(names, linear if model.typed and linear else None, rules.selector)
     hints = _full_name_hints(rules, unmatched, asked)
+    # Fused experts the rules adapt whole are asked about as they are: no PEFT advice for them.
+    whole = rules.adapts_whole(model)
+    elsewhere = {k: v for k, v in model.fused_experts.items() if k not in whole}
     fused = {
-        pattern: note
-        for pattern in unmatched
-        if (note := fused_experts_note(pattern, model.fused_experts))
+        pattern: note for pattern in unmatched if (note := fused_experts_note(pattern, elsewhere))
     }
     # A pattern aimed at fused experts gets the note alone: any close pattern selects
     # something else (the dense or shared MLPs).
@@ -156,10 +160,12 @@ def notes(rules: RuleSet, model: Model, selected: list[str], *, needs_types: boo
     if mlp and model.fused_experts and not adapted & model.fused_experts.keys():
         some = next(iter(model.fused_experts))
         stacked = ", ".join(model.fused_experts[some])
+        reached = "only PEFT's target_parameters reaches"
+        if some in rules.adapts_whole(model):
+            reached = f"{rules.name}'s rules adapt whole where a target names them ('*.experts')"
         found.append(
             f"MLP projections are adapted, the experts are not: {len(model.fused_experts):,} "
             f"modules such as {some} "
-            f"hold them fused as 3-D parameters ({stacked}), which only PEFT's target_parameters "
-            "reaches"
+            f"hold them fused as 3-D parameters ({stacked}), which {reached}"
         )
     return found

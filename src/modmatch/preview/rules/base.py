@@ -151,3 +151,8 @@ class RuleSet:
     def asked_modules(self, model: Model) -> list[tuple[str, bool]]:
         """``(name, is Linear)`` of the modules the framework asks its matcher about."""
         return model.modules
+
+    def adapts_whole(self, model: Model) -> set[str]:
+        """Modules beside the Linear ones that the framework asks about and, where matched,
+        adapts whole (NeMo Automodel's grouped-experts MoE modules)."""
+        return set()

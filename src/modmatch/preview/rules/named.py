@@ -26,6 +26,9 @@ class NameRuleSet(RuleSet):
     """The seed, Automodel and Megatron-Bridge: a ``ModuleMatcher`` whose patterns select a
     module by the name passed to ``match`` or by its full name."""
 
+    # What the framework asks its matcher about, where not every module (explain says so).
+    asks = "Linear modules"
+
     def __init__(self, name: str, matcher: Any, call: str, syntax: Syntax) -> None:
         self.name, self.matcher, self.call, self._syntax = name, matcher, call, syntax
 
@@ -66,7 +69,7 @@ class NameRuleSet(RuleSet):
 
     def explain(self, name: str, is_linear: bool | None, model: Model) -> Verdict:
         if name not in set(self.asked(model)):
-            return Verdict(False, f"not asked: {self.name} asks only about Linear modules")
+            return Verdict(False, f"not asked: {self.name} asks only about {self.asks}")
         linear, other = modules()
         module = linear if is_linear else other
         short, prefix = self.arguments(name)
