@@ -57,9 +57,10 @@ else:
     )
     COUNT, ROUNDS, BUDGET = 48, 3, 0.15
 SEED = 26
-# CI guards the worst ratio at this floor. The target is 0.5x, not met yet on the smallest walks
-# (benchmarks/README.md, "Performance fuzz"): guarded where it is measured, not where wanted.
-WORST_FLOOR = 0.2
+# CI guards the worst ratio at this floor: the worst of 5 runs on the shared machine (0.63x, a
+# Megatron-Bridge list of per-layer globs repeated; benchmarks/README.md, "Performance fuzz")
+# over 1.5. The target, 0.5x, is met in every run, but too close to the worst to be the guard.
+WORST_FLOOR = 0.42
 
 # A walk: given the module indices to visit, the names it selected.
 Walk = Callable[[list[int]], list[str]]
@@ -176,7 +177,7 @@ def _drawn() -> list[Config]:
 
 
 def test_fuzz_never_slower() -> None:
-    """Worst and median ratios over the draw; CI guards the worst (>= 0.5x)."""
+    """Worst and median ratios over the draw; CI guards the worst (>= WORST_FLOOR)."""
     logging.disable(logging.WARNING)  # Automodel warns on construction; not what is timed
     try:
         results = [(measure(config), config) for config in _drawn()]

@@ -169,8 +169,8 @@ def _plan(patterns: Any, excludes: bool) -> _Plan:
     its compiled regexes: a recipe builds a new matcher per model.
 
     A few plain patterns with one ``*`` at most each are never compiled: their union on ``re``
-    runs in time linear in the name (one repeat backtracked over once per pattern), as fast as
-    an engine call at worst and five times faster on the everyday list (``*_proj``: 0.1 µs)."""
+    runs in time linear in the name (one repeat backtracked over once per pattern): about an
+    engine call (1.8 µs) at worst, 0.1 µs on the everyday list, ``*_proj``."""
     if not isinstance(patterns, (list, tuple)):
         return None, None, None
     snapshot = tuple(patterns)
@@ -182,6 +182,7 @@ def _plan(patterns: Any, excludes: bool) -> _Plan:
 
 @functools.lru_cache(maxsize=16)
 def _cached_plan(patterns: tuple[Any, ...], excludes: bool) -> _Plan:
+    """The plan for a hashable snapshot of a list, shared by every matcher given that list."""
     if _few_plain(patterns) and all(p.count("*") <= 1 for p in patterns):
         return frozenset(patterns), _union(patterns), None
     return None, None, _Rule(patterns, excludes)
