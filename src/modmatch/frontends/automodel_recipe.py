@@ -55,6 +55,8 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+from . import yaml_file
+
 __all__ = [
     "CONFIG_CLASS",
     "KEYS",
@@ -206,15 +208,7 @@ _INSTALL = "pip install --no-deps nemo-automodel==0.7.0"
 def read(path: str | Path) -> dict[str, Any]:
     """The recipe as ``load_yaml_config`` reads it: ``yaml.safe_load``, a mapping, each scalar
     translated (``_target_`` and ``*_fn`` values, which Automodel imports, kept as written)."""
-    yaml = _yaml()
-    with open(path, encoding="utf-8") as file:
-        try:
-            settings = yaml.safe_load(file)
-        except yaml.YAMLError as error:
-            raise ValueError(f"{path} is not valid YAML: {error}") from error
-    if not isinstance(settings, dict):
-        kind = type(settings).__name__
-        raise ValueError(f"{path}: an Automodel recipe is a YAML mapping, not {kind}")
+    settings = yaml_file.mapping(path, "an Automodel recipe")
     translated: dict[str, Any] = _wrapped(settings)
     return translated
 
@@ -558,12 +552,3 @@ def _translated(value: Any) -> Any:
         return ast.literal_eval(value)
     except Exception:  # any failure leaves the string, as Automodel does
         return value
-
-
-def _yaml() -> Any:
-    try:
-        return importlib.import_module("yaml")
-    except ImportError as error:
-        raise ImportError(
-            "reading a front-end's config needs PyYAML: pip install 'modmatch[frontends]'"
-        ) from error

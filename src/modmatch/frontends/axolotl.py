@@ -18,11 +18,12 @@ the config). ``lora_dropout`` is passed as written: where PEFT would move fused 
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from . import yaml_file
 
 if TYPE_CHECKING:
     import torch
@@ -78,15 +79,7 @@ def build_model(settings: Mapping[str, Any], config: Any) -> None:
 
 def read(path: str | Path) -> dict[str, Any]:
     """The YAML file as Axolotl's ``load_cfg`` reads it: ``yaml.safe_load``, a mapping."""
-    yaml = _yaml()
-    with open(path, encoding="utf-8") as file:
-        try:
-            settings = yaml.safe_load(file)
-        except yaml.YAMLError as error:
-            raise ValueError(f"{path} is not valid YAML: {error}") from error
-    if not isinstance(settings, dict):
-        kind = type(settings).__name__
-        raise ValueError(f"{path}: an Axolotl config is a YAML mapping, not {kind}")
+    settings: dict[str, Any] = yaml_file.mapping(path, "an Axolotl config")
     return settings
 
 
@@ -279,12 +272,3 @@ _SCHEMA: dict[str, Callable[[Any], Any]] = {
     "gptq": _bool,
     "merge_lora": _bool,
 }
-
-
-def _yaml() -> Any:
-    try:
-        return importlib.import_module("yaml")
-    except ImportError as error:
-        raise ImportError(
-            "reading a front-end's config needs PyYAML: pip install 'modmatch[frontends]'"
-        ) from error

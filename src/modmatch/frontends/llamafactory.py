@@ -17,12 +17,13 @@ restated.
 from __future__ import annotations
 
 import functools
-import importlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from . import yaml_file
 
 if TYPE_CHECKING:
     import torch
@@ -182,15 +183,7 @@ def build_model(settings: Mapping[str, Any], config: Any) -> None:
 def read(path: str | Path) -> dict[str, Any]:
     """The YAML file as LLaMA-Factory reads it (``OmegaConf.load``): ``yaml.safe_load`` but for
     OmegaConf's floats (``1e-4`` too), dates kept as strings and duplicate keys refused."""
-    yaml = _yaml()
-    with open(path, encoding="utf-8") as file:
-        try:
-            settings = yaml.load(file, Loader=_loader(yaml))
-        except yaml.YAMLError as error:  # duplicate keys too
-            raise ValueError(f"{path} is not valid YAML: {error}") from error
-    if not isinstance(settings, dict):
-        kind = type(settings).__name__
-        raise ValueError(f"{path}: a LLaMA-Factory config is a YAML mapping, not {kind}")
+    settings: dict[str, Any] = yaml_file.mapping(path, "a LLaMA-Factory config", _loader)
     return settings
 
 
@@ -390,12 +383,3 @@ def _loader(yaml: Any) -> Any:
         for first, rules in loader.yaml_implicit_resolvers.items()
     }
     return loader
-
-
-def _yaml() -> Any:
-    try:
-        return importlib.import_module("yaml")
-    except ImportError as error:
-        raise ImportError(
-            "reading a front-end's config needs PyYAML: pip install 'modmatch[frontends]'"
-        ) from error

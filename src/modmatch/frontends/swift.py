@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import yaml_file
+
 __all__ = [
     "CONFIG_CLASS",
     "KEYS",
@@ -483,7 +485,7 @@ def _mapping(file: Path, text: str, suffix: str) -> dict[str, Any]:
         except ValueError as error:
             raise ValueError(f"{file} is not JSON: {error}") from error
     else:
-        yaml = _yaml()
+        yaml = yaml_file.yaml()
         try:
             settings = yaml.safe_load(text)
         except yaml.YAMLError as error:
@@ -821,12 +823,3 @@ def _layer_names(root: Any, wanted: Callable[[str, Any], bool]) -> list[str]:
 
 def _numbered(name: str) -> str:
     return re.sub(r"\d+\.", "{}.", name)
-
-
-def _yaml() -> Any:
-    try:
-        return importlib.import_module("yaml")
-    except ImportError as error:
-        raise ImportError(
-            "reading a front-end's config needs PyYAML: pip install 'modmatch[frontends]'"
-        ) from error

@@ -31,11 +31,12 @@ read here.
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from . import yaml_file
 
 if TYPE_CHECKING:
     import torch
@@ -146,15 +147,7 @@ def build_model(settings: Mapping[str, Any], config: Any) -> Any | None:
 def read(path: str | Path) -> dict[str, Any]:
     """The YAML file as ``TrlParser.parse_args_and_config`` reads it: ``yaml.safe_load``, a
     mapping, its ``env`` (a mapping) set aside."""
-    yaml = _yaml()
-    with open(path, encoding="utf-8") as file:
-        try:
-            settings = yaml.safe_load(file)
-        except yaml.YAMLError as error:
-            raise ValueError(f"{path} is not valid YAML: {error}") from error
-    if not isinstance(settings, dict):
-        kind = type(settings).__name__
-        raise ValueError(f"{path}: a TRL config is a YAML mapping, not {kind}")
+    settings: dict[str, Any] = yaml_file.mapping(path, "a TRL config")
     env = settings.pop("env", {})
     if not isinstance(env, dict):
         raise ValueError(f"{path}: env {env!r}: TRL takes a mapping of environment variables")
@@ -293,12 +286,3 @@ def _names(value: Any) -> bool:
 def _copy(value: Any) -> Any:
     """A list copied (PEFT may extend it in place); anything else as it is."""
     return list(value) if isinstance(value, list) else value
-
-
-def _yaml() -> Any:
-    try:
-        return importlib.import_module("yaml")
-    except ImportError as error:
-        raise ImportError(
-            "reading a front-end's config needs PyYAML: pip install 'modmatch[frontends]'"
-        ) from error
