@@ -14,7 +14,7 @@ from ..inputs.shapes import SHAPES
 from ..peft import rules_version
 from ..preview.compute import Request
 from ..serving import engines
-from .flags import add_output, add_patterns, options, pattern_flags
+from .flags import add_output, add_patterns, max_lora_ranks, options, pattern_flags
 
 __all__ = ["DEPRECATED", "parser", "request"]
 
@@ -36,8 +36,7 @@ def parser() -> argparse.ArgumentParser:
     for name in front_ends():
         config.add_argument(f"--{name}-config", metavar="FILE")
     found.add_argument("--serve", choices=sorted(engines()))
-    ranks = sorted({rank for engine in engines().values() for rank in engine.MAX_LORA_RANKS})
-    found.add_argument("--max-lora-rank", type=int, choices=ranks, metavar="N")
+    found.add_argument("--max-lora-rank", type=int, choices=max_lora_ranks(), metavar="N")
     add_output(found)
     return found
 

@@ -7,7 +7,7 @@ import argparse
 from ..inputs.configs import PEFT
 from ..preview.compute import Request
 from ..serving import engines
-from .flags import add_output
+from .flags import add_output, max_lora_ranks
 
 __all__ = ["add_parser", "request"]
 
@@ -31,7 +31,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--max-lora-rank",
         type=int,
-        choices=sorted({rank for engine in engines().values() for rank in engine.MAX_LORA_RANKS}),
+        choices=max_lora_ranks(),
         metavar="N",
         help="the server's --max-lora-rank (default: the engine's)",
     )
