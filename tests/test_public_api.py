@@ -54,8 +54,10 @@ FRAMEWORK_MODULES = {
     },
     "modmatch.preview.peft": {"NothingMatched", "Preview", "Refused", "preview", "rewritten"},
     "modmatch.serving.adapter": {"Held", "SavedAdapter", "read", "split"},
+    "modmatch.serving.settings": {"Settings"},
+    "modmatch.serving.shapes": {"Sizes", "mismatched", "served_sizes", "trained_sizes"},
     "modmatch.serving.vllm": {
-        "MAX_LORA_RANK",
+        "FLAGS",
         "MAX_LORA_RANKS",
         "NAME",
         "TITLE",
@@ -145,7 +147,7 @@ DOCUMENTED = {
     "modmatch.preview.peft": {"preview", "Refused"},
     "modmatch.preview": {"Failed", "Request", "Result", "run"},
     "modmatch.frontends": {"FrontEnd", "front_ends"},
-    "modmatch.serving": {"Engine", "Verdict", "engines"},
+    "modmatch.serving": {"Engine", "Settings", "Verdict", "engines"},
 }
 MOVED_AWAY = [
     "modmatch.syntax",

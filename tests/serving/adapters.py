@@ -65,6 +65,9 @@ def _deepseek_v3(**extra: Any) -> dict[str, Any]:
 MODELS: dict[str, dict[str, Any]] = {
     "llama": _llama(),
     "llama-4-layers": _llama(num_hidden_layers=4),
+    # The same names at other sizes: twice the hidden size, or twice the MLP's.
+    "llama-hidden-128": _llama(hidden_size=128, intermediate_size=256),
+    "llama-intermediate-256": _llama(intermediate_size=256),
     # Past the largest vocabulary whose output layer vLLM 0.33 gives a LoRA (258,048).
     "llama-large-vocabulary": _llama(vocab_size=262_144),
     "llama-classifier": _llama(architectures=["LlamaForSequenceClassification"], num_labels=2),
@@ -132,6 +135,8 @@ class Case:
     added: tuple[tuple[str, int, int], ...] = ()
     # Fields of adapter_config.json changed after saving.
     config_changes: tuple[tuple[str, Any], ...] = ()
+    # The server's flags.
+    flags: tuple[str, ...] = ()
 
 
 _QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -243,6 +248,27 @@ CASES: dict[str, Case] = {
     ),
     "qwen3-moe-dense-first-layer": Case(
         "qwen3-moe-dense-first", {"target_modules": ["q_proj"]}, added=_DENSE_MLP
+    ),
+    # Trained at one size, served at another (issue 28).
+    "served-on-larger-hidden": Case(
+        "llama", {"target_modules": _QKVO}, served_on="llama-hidden-128"
+    ),
+    "served-on-smaller-hidden": Case(
+        "llama-hidden-128", {"target_modules": _QKVO}, served_on="llama"
+    ),
+    "served-on-larger-mlp": Case(
+        "llama",
+        {"target_modules": ["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"]},
+        served_on="llama-intermediate-256",
+    ),
+    # The server's --lora-target-modules: what it leaves out is never applied.
+    "server-targets-o-proj": Case(
+        "llama", {"target_modules": _QKVO}, flags=("--lora-target-modules", "o_proj")
+    ),
+    "server-targets-packed-parent": Case(
+        "llama",
+        {"target_modules": ["q_proj", "o_proj", "gate_proj", "up_proj"]},
+        flags=("--lora-target-modules", "qkv_proj", "up_proj"),
     ),
     "deepseek-v3-q-a-proj": Case(
         "deepseek-v3", {"target_modules": ["q_a_proj", "kv_a_proj_with_mqa", "o_proj"]}

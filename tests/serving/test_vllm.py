@@ -64,7 +64,7 @@ def test_the_answer_is_vllms(
     the answer vLLM 0.33.0's code gave on each case."""
     if rules == "built-in":
         monkeypatch.setattr(vllm, "installed", lambda: None)
-    found = verdicts.serve(*made(name))
+    found = verdicts.serve(*made(name), *adapters.CASES[name].flags)
     assert found["rules"] == rules
     expected, answer = dict(verdicts.recorded()[name]), _kept(found)
     if rules == "built-in":
@@ -92,6 +92,35 @@ def test_mla_kv_b_proj_reaches_its_lora_layer_and_is_restated_as_not_applied(
         == set(with_rule["not_applied"])
         == {f"model.layers.{i}.self_attn.kv_b_proj" for i in (0, 1)}
     )
+
+
+@needs_vllm
+@pytest.mark.parametrize("name", sorted(n for n in adapters.CASES if "deepseek" in n))
+def test_on_a_cpu_with_amx_tiles_the_answer_is_vllms(
+    name: str, made: Made, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the CPU has AMX tiles, vLLM picks an MLA backend whose weight packing only its
+    CPU build has: the check asks for the reference backend, so the answer is the same. (The
+    machines this runs on may have no AMX tiles: the CPU's answer is replaced.)"""
+    monkeypatch.setattr("torch.cpu._is_amx_tile_supported", lambda: True)
+    found = verdicts.serve(*made(name), *adapters.CASES[name].flags)
+    assert found["rules"] == "installed"
+    assert _kept(found) == verdicts.recorded()[name]
+
+
+@needs_vllm
+def test_vllm_loads_a_smaller_adapter_which_is_said_zero_padded(made: Made) -> None:
+    """vLLM itself sets the LoRA of a module trained at a smaller size (its buffers are the
+    served model's); the verdict says the module is not applied as trained, with both sizes."""
+    adapter, model = made("served-on-larger-mlp")
+    assert VLLM is not None
+    from modmatch.serving import adapter as saved
+    from modmatch.serving.settings import Settings
+
+    reached = VLLM.serve(saved.read(adapter), None, str(model), Settings(), None)
+    assert any(".mlp.down_proj." in tensor for tensor in reached)
+    why = verdicts.serve(adapter, model)["why"]["model.layers.0.mlp.down_proj"]
+    assert why["reason"] == "zero-padded: trained as 128→64, served as 256→64 (in→out)"
 
 
 @pytest.mark.usefixtures("built_in")
@@ -149,7 +178,14 @@ def test_the_text_answer(made: Made, capsys: pytest.CaptureFixture[str]) -> None
         (["--serve", "vllm", "--hf-config", "MODEL"], "give --peft-config ADAPTER_DIR"),
         (["--max-lora-rank", "32", "--peft-config", "ADAPTER"], "it needs --serve"),
         (["serve", "ADAPTER", "--engine", "vllm"], "ADAPTER: no such file or folder"),
-        (["serve", "ADAPTER", "--engine", "vllm", "--max-lora-rank", "24"], "invalid choice: 24"),
+        (
+            ["serve", "ADAPTER", "--engine", "vllm", "--max-lora-rank", "24"],
+            "--max-lora-rank 24: vLLM takes one of 1, 8, 16, 32,",
+        ),
+        (
+            ["serve", "ADAPTER", "--engine", "vllm", "--lora-strict-loading"],
+            "--lora-strict-loading: vLLM has no such flag",
+        ),
     ],
 )
 def test_serving_flags_are_checked(
@@ -303,3 +339,19 @@ def test_a_refusal_says_what_serves_the_adapter(
     assert "refuses the adapter" in text
     hints = [line for line in text.splitlines() if line.startswith("hint: ")]
     assert hint in hints[0] if hint else not hints, hints
+
+
+@pytest.mark.usefixtures("built_in")
+def test_resized_modules_are_shown_apart_with_both_sizes(
+    made: Made, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modmatch.cli import main
+
+    adapter, model = made("served-on-larger-mlp")
+    args = ["serve", str(adapter), "--model", str(model), "--engine", "vllm", "--strict"]
+    assert main(args) == 1
+    text = capsys.readouterr().out
+    assert "it applies 4 modules:" in text and "never applies" not in text
+    resized = text.split("with weights resized to the model's, not as trained")[1]
+    assert "model.layers.{0,1}.mlp.down_proj" in resized
+    assert "zero-padded: trained as 64→128, served as 64→256 (in→out)" in resized

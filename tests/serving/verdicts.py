@@ -1,5 +1,6 @@
-"""The command's `serve --engine vllm` answer on one saved adapter, in the form the recorded verdicts
-keep: exit code, whether vLLM loads it, its message, and the modules applied and not."""
+"""The command's `serve --engine ENGINE` answer on one saved adapter, in the form the recorded
+verdicts keep: exit code, whether the engine loads it, its messages, and the modules applied
+and not. Each engine's record is ``ENGINE_verdicts.json`` beside this file."""
 
 from __future__ import annotations
 
@@ -12,18 +13,21 @@ from typing import Any
 
 from modmatch.cli import main
 
-RECORDED = Path(__file__).parent / "vllm_verdicts.json"
 # What the record keeps of an answer: all but which rules answered, the reasons (from the
 # restated layout on both) and the adapter audit.
-KEPT = ("exit", "loads", "error", "applied", "not_applied", "ignored_settings")
+KEPT = ("exit", "loads", "error", "request_error", "applied", "not_applied", "ignored_settings")
 
 
-def serve(adapter: Path, model: Path, *flags: str) -> dict[str, Any]:
-    """Run the command in this process (vLLM, where installed, is imported once) and read its
-    JSON answer."""
+def record_file(engine: str) -> Path:
+    return Path(__file__).parent / f"{engine}_verdicts.json"
+
+
+def serve(adapter: Path, model: Path, *flags: str, engine: str = "vllm") -> dict[str, Any]:
+    """Run the command in this process (the engine, where installed, is imported once) and
+    read its JSON answer."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-        args = ["serve", str(adapter), "--model", str(model), "--engine", "vllm"]
+        args = ["serve", str(adapter), "--model", str(model), "--engine", engine]
         code = main([*args, "--json", *flags])
     document = json.loads(out.getvalue())
     served = document["serve"]
@@ -32,6 +36,7 @@ def serve(adapter: Path, model: Path, *flags: str) -> dict[str, Any]:
         "rules": served["rules"],
         "loads": served["loads"],
         "error": _general(served["error"], adapter, model),
+        "request_error": _general(served["request_error"], adapter, model),
         "applied": served["applied"],
         "not_applied": served["not_applied"],
         "ignored_settings": served["ignored_settings"],
@@ -60,11 +65,11 @@ def failure(error: str | None) -> str | None:
     return crashed.group(1) if crashed else error
 
 
-def recorded() -> dict[str, dict[str, Any]]:
-    """Each case's answer from vLLM's own code."""
-    return json.loads(RECORDED.read_text(encoding="utf-8"))["cases"]  # type: ignore[no-any-return]
+def recorded(engine: str = "vllm") -> dict[str, dict[str, Any]]:
+    """Each case's answer from the engine's own code."""
+    return json.loads(record_file(engine).read_text(encoding="utf-8"))["cases"]  # type: ignore[no-any-return]
 
 
-def recorded_by() -> str:
-    """The vLLM release that gave the recorded answers."""
-    return json.loads(RECORDED.read_text(encoding="utf-8"))["vllm"]  # type: ignore[no-any-return]
+def recorded_by(engine: str = "vllm") -> str:
+    """The engine's release that gave the recorded answers."""
+    return json.loads(record_file(engine).read_text(encoding="utf-8"))[engine]  # type: ignore[no-any-return]

@@ -9,13 +9,11 @@ from typing import Any
 from ..errors import InputError
 from ..inputs.shapes import SHAPES
 from ..preview.rules import CALLS, RULES, Options
-from ..serving import engines
 
 __all__ = [
     "add_output",
     "add_patterns",
     "add_peft_version",
-    "max_lora_ranks",
     "model_help",
     "options",
     "pattern_flags",
@@ -63,11 +61,6 @@ def add_peft_version(group: Any) -> None:
         help="the PEFT release whose rules apply, 0.17 to 0.21 (default: the installed PEFT's "
         "where it is one of these, else 0.21.2)",
     )
-
-
-def max_lora_ranks() -> list[int]:
-    """The --max-lora-rank values some registered serving engine takes."""
-    return sorted({rank for engine in engines().values() for rank in engine.MAX_LORA_RANKS})
 
 
 def add_output(parser: argparse.ArgumentParser, emit: bool = True) -> None:

@@ -13,8 +13,8 @@ from ..inputs.models import DEFAULT_MODEL
 from ..inputs.shapes import SHAPES
 from ..peft import rules_version
 from ..preview.compute import Request
-from ..serving import engines
-from .flags import add_output, add_patterns, max_lora_ranks, options, pattern_flags
+from ..serving import Settings, engines
+from .flags import add_output, add_patterns, options, pattern_flags
 
 __all__ = ["DEPRECATED", "parser", "request"]
 
@@ -36,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
     for name in front_ends():
         config.add_argument(f"--{name}-config", metavar="FILE")
     found.add_argument("--serve", choices=sorted(engines()))
-    found.add_argument("--max-lora-rank", type=int, choices=max_lora_ranks(), metavar="N")
+    found.add_argument("--max-lora-rank", type=int, metavar="N")
     add_output(found)
     return found
 
@@ -86,6 +86,6 @@ def request(args: argparse.Namespace) -> Request:
         explain=tuple(args.explain),
         emit=args.emit is not None,
         engine=args.serve,
-        max_lora_rank=args.max_lora_rank,
+        serving=Settings(max_lora_rank=args.max_lora_rank),
         model_flag="--hf-config" if args.hf_config else "--model",
     )

@@ -6,8 +6,8 @@ import argparse
 
 from ..inputs.configs import PEFT
 from ..preview.compute import Request
-from ..serving import engines
-from .flags import add_output, max_lora_ranks
+from ..serving import Settings, engines
+from .flags import add_output
 
 __all__ = ["add_parser", "request"]
 
@@ -28,12 +28,18 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "Face cache (default: the adapter's base_model_name_or_path, where local or cached)",
     )
     parser.add_argument("--engine", required=True, choices=sorted(engines()))
-    parser.add_argument(
-        "--max-lora-rank",
-        type=int,
-        choices=max_lora_ranks(),
-        metavar="N",
-        help="the server's --max-lora-rank (default: the engine's)",
+    server = parser.add_argument_group("the server's flags")
+    server.add_argument("--max-lora-rank", type=int, metavar="N", help="default: the engine's")
+    server.add_argument(
+        "--lora-target-modules",
+        nargs="+",
+        metavar="NAME",
+        help="the modules the server gives a LoRA layer (default: all it supports)",
+    )
+    server.add_argument(
+        "--lora-strict-loading",
+        action="store_true",
+        help="SGLang's: refuse an adapter with weights that match no target",
     )
     add_output(parser, emit=False)
 
@@ -46,5 +52,9 @@ def request(args: argparse.Namespace) -> Request:
         kind=PEFT,
         explain=tuple(args.explain),
         engine=args.engine,
-        max_lora_rank=args.max_lora_rank,
+        serving=Settings(
+            args.max_lora_rank,
+            None if args.lora_target_modules is None else tuple(args.lora_target_modules),
+            args.lora_strict_loading,
+        ),
     )

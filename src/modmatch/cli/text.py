@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 from ..fold import fold
 from ..preview.result import Result, Served
+from ..serving import Verdict
 
 __all__ = ["counted", "write", "write_folded"]
 
@@ -187,6 +188,21 @@ def _write_advice(out: TextIO, result: Result) -> None:
             print(f"  {result.fused_experts[pattern]}", file=out)
 
 
+def _write_why(out: TextIO, modules: Sequence[str], verdict: Verdict) -> None:
+    """Modules grouped by why the server does not apply them as trained."""
+    by_reason: dict[str, list[str]] = {}
+    for module in modules:
+        by_reason.setdefault(verdict.why.get(module, ("", None))[0], []).append(module)
+    for reason, group in by_reason.items():
+        write_folded(out, group)
+        instead = [other for m in group if (other := verdict.why.get(m, ("", None))[1])]
+        if instead:
+            print(f"    {reason}; it has:", file=out)
+            write_folded(out, instead, indent="      ")
+        elif reason:
+            print(f"    {reason}", file=out)
+
+
 def write_served(out: TextIO, served: Served) -> None:
     """The saved adapter's audit and the serving engine's verdict."""
     found, verdict = served.audit, served.verdict
@@ -226,27 +242,32 @@ def write_served(out: TextIO, served: Served) -> None:
         for hint in served.hints:
             print(f"hint: {hint}", file=out)
         return
-    print(
-        f"{engine} loads the adapter; it applies {counted(len(verdict.applied), 'module')}:",
-        file=out,
-    )
-    write_folded(out, verdict.applied)
-    if verdict.not_applied:
+    if verdict.request_error is not None:
         print(
-            f"warning: {served.engine} never applies {counted(len(verdict.not_applied), 'module')} of the "
+            f"{engine} loads the adapter, and the first request with it fails: "
+            f"{verdict.request_error}",
+            file=out,
+        )
+    else:
+        print(
+            f"{engine} loads the adapter; it applies {counted(len(verdict.applied), 'module')}:",
+            file=out,
+        )
+        write_folded(out, verdict.applied)
+    never = [module for module in verdict.not_applied if module not in verdict.resized]
+    if never:
+        print(
+            f"warning: {served.engine} never applies {counted(len(never), 'module')} of the "
             "adapter, without a message (served as the base model there):",
             file=out,
         )
-        by_reason: dict[str, list[str]] = {}
-        for module in verdict.not_applied:
-            by_reason.setdefault(verdict.why.get(module, ("", None))[0], []).append(module)
-        for reason, modules in by_reason.items():
-            write_folded(out, modules)
-            instead = [other for m in modules if (other := verdict.why.get(m, ("", None))[1])]
-            if instead:
-                print(f"    {reason}; it has:", file=out)
-                write_folded(out, instead, indent="      ")
-            elif reason:
-                print(f"    {reason}", file=out)
+        _write_why(out, never, verdict)
+    if verdict.resized:
+        print(
+            f"warning: {served.engine} computes {counted(len(verdict.resized), 'module')} of the "
+            "adapter with weights resized to the model's, not as trained, without a message:",
+            file=out,
+        )
+        _write_why(out, verdict.resized, verdict)
     if verdict.ignored_settings:
         print(f"warning: {served.engine} ignores {', '.join(verdict.ignored_settings)}", file=out)

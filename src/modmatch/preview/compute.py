@@ -18,7 +18,7 @@ from ..errors import FallbackWarning, InputError, PatternError
 from ..inputs.configs import Config, read_config
 from ..inputs.models import Model, Progress, Source, find, load
 from ..peft import PeftMatcher, exact_target_modules, rules_version
-from ..serving import Engine, Verdict, engines
+from ..serving import Engine, Settings, Verdict, engines
 from .advice import Suggestion
 from .findings import advise, explain, findings, notes
 from .peft import NothingMatched, Refused, preview
@@ -58,7 +58,8 @@ class Request:
     explain: tuple[str, ...] = ()
     emit: bool = False
     engine: str | None = None
-    max_lora_rank: int | None = None
+    # The server's flags (--max-lora-rank, --lora-target-modules, --lora-strict-loading).
+    serving: Settings = field(default_factory=Settings)
     # How the command names the model's option in errors.
     model_flag: str = "--model"
 
@@ -158,8 +159,8 @@ def _run(request: Request, progress: Progress | None, lines: list[str]) -> Resul
 
 def _inputs(request: Request) -> tuple[Config | None, Source]:
     """The config and the model's source, paths checked, nothing heavy imported."""
-    if request.engine is not None and request.engine not in engines():
-        raise InputError(f"engine {request.engine!r}: not one of {', '.join(engines())}")
+    if request.engine is not None:
+        _check_settings(request.engine, request.serving)
     config = read_config(request.config, request.kind) if request.config is not None else None
     source = _source(request, config)
     needs = "a front-end's translation" if config and config.front_end else None
@@ -261,6 +262,20 @@ def lora_options(settings: Any) -> dict[str, Any]:
     return options
 
 
+def _check_settings(name: str, settings: Settings) -> None:
+    """The engine is one registered, and takes the flags and --max-lora-rank given."""
+    engine = engines().get(name)
+    if engine is None:
+        raise InputError(f"engine {name!r}: not one of {', '.join(engines())}")
+    unknown = sorted(settings.given() - engine.FLAGS)
+    if unknown:
+        raise InputError(f"{', '.join(unknown)}: {engine.TITLE} has no such flag")
+    rank, ranks = settings.max_lora_rank, engine.MAX_LORA_RANKS
+    if rank is not None and (rank < 1 or (ranks is not None and rank not in ranks)):
+        takes = "a positive rank" if ranks is None else f"one of {', '.join(map(str, ranks))}"
+        raise InputError(f"--max-lora-rank {rank}: {engine.TITLE} takes {takes}")
+
+
 def _served(
     request: Request, config: Config | None, source: Source, model: Model, selected: list[str]
 ) -> Served | None:
@@ -269,7 +284,7 @@ def _served(
         return None
     assert config is not None and source.path is not None
     folder = str(config.path.parent)
-    adapter, verdict = check(request.engine, folder, model, source.path, request.max_lora_rank)
+    adapter, verdict = check(request.engine, folder, model, source.path, request.serving)
     engine = engines()[request.engine]
     return Served(
         request.config or folder,
@@ -288,8 +303,8 @@ def _hints(verdict: Verdict, engine: Engine, model: Model) -> tuple[str, ...]:
     found = re.search(r"LoRA rank (\d+) is greater than max_lora_rank", error)
     if found is not None:
         rank = int(found.group(1))
-        fits = [value for value in engine.MAX_LORA_RANKS if value >= rank]
-        if not fits:
+        fits = [value for value in engine.MAX_LORA_RANKS or (rank,) if value >= rank]
+        if not fits and engine.MAX_LORA_RANKS:
             return (f"{engine.TITLE} takes no --max-lora-rank above {engine.MAX_LORA_RANKS[-1]}",)
         return (f"serve with --max-lora-rank {fits[0]} (here too: --max-lora-rank {fits[0]})",)
     if "classification head" in error:

@@ -124,8 +124,10 @@ class Result:
 
     def exit_code(self, strict: bool) -> int:
         """0 fine; 1 under ``strict`` where a pattern or exclude matched nothing or the server
-        never applies a module of the adapter; 2 where the server refuses the adapter."""
-        if self.served is not None and not self.served.verdict.loads:
+        does not apply a module of the adapter as trained; 2 where the server refuses the
+        adapter, or fails the first request with it."""
+        verdict = self.served.verdict if self.served is not None else None
+        if verdict is not None and (not verdict.loads or verdict.request_error is not None):
             return 2
         not_served = self.served is not None and bool(self.served.verdict.not_applied)
         found = self.unmatched_patterns or self.unmatched_excludes or not_served

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..inputs.models import Model
-from ..serving import Verdict, engines
+from ..serving import Settings, Verdict, engines
 from ..serving import adapter as saved
 
 __all__ = ["Audit", "audit", "check", "to_json"]
@@ -68,13 +68,12 @@ def _experts(model: Model, name: str) -> int:
 
 
 def check(
-    engine: str, path: str, model: Model, model_path: str, max_lora_rank: int | None
+    engine: str, path: str, model: Model, model_path: str, settings: Settings
 ) -> tuple[saved.SavedAdapter, Verdict]:
-    """The adapter in ``path`` and ``engine``'s verdict on it, served on ``model``."""
+    """The adapter in ``path`` and ``engine``'s verdict on it, served on ``model`` started
+    with ``settings``."""
     adapter = saved.read(path)
-    found = engines()[engine]
-    rank = found.MAX_LORA_RANK if max_lora_rank is None else max_lora_rank
-    return adapter, found.check(adapter, model.module.config, model_path, rank)
+    return adapter, engines()[engine].check(adapter, model.module, model_path, settings)
 
 
 def to_json(found: Audit, verdict: Verdict) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .peft import SAVED_PREFIX as PREFIX
@@ -179,12 +179,16 @@ def serve(
     folder: str,
     model_path: str,
     max_lora_rank: int = MAX_LORA_RANK,
+    target_modules: tuple[str, ...] | None = None,
+    sizes: Mapping[str, tuple[int, int]] | None = None,
 ) -> frozenset[str]:
     """The adapter's tensors whose weights vLLM applies when it serves one saved adapter
-    (``config`` and its tensors' names and shapes) on ``model``; raises :class:`Refused` with
-    vLLM's message where vLLM refuses it. ``folder`` and ``model_path`` are the adapter's and
-    the model's paths, as vLLM names them in its messages. Every other tensor is loaded and
-    never applied, without a message."""
+    (``config`` and its tensors' names and shapes) on ``model`` started with
+    ``--max-lora-rank`` and ``--lora-target-modules``; raises :class:`Refused` with vLLM's
+    message where vLLM refuses it. ``folder`` and ``model_path`` are the adapter's and the
+    model's paths, as vLLM names them in its messages; ``sizes``: the served modules' (in,
+    out) by the adapter's module names, where known. Every other tensor is loaded and never
+    applied, without a message."""
     if not model.supports_lora:
         # config/lora.py:LoRAConfig.verify_with_model_config, at engine start.
         raise Refused(
@@ -200,13 +204,35 @@ def serve(
     loras, saved_whole = _from_tensors(tensors, shapes, model, config)
     _check_moe_format(loras, model)
     _check_head(saved_whole, shapes, model)
-    found, packed = _activate(loras, saved_whole, model)
+    found, packed = _activate(loras, saved_whole, _deployed(model, target_modules))
     _check_pairs(loras, found, packed, config, max_lora_rank)
+    _check_sizes(loras, found, sizes or {})
     return frozenset(
         tensor
         for tensor in tensors
         if not _is_base_embedding(tensor) and parse_name(tensor, model.renames)[0] in found
     )
+
+
+def _deployed(model: Layout, targets: tuple[str, ...] | None) -> Layout:
+    """model_manager.py:_create_lora_modules with ``--lora-target-modules``: only the modules
+    the filter passes are wrapped (utils.py:is_in_target_modules: the last segment or the full
+    name is a target, or a packed module's parent or one of its parts is); a classification
+    head is wrapped whatever it says. The adapter is checked against the supported modules
+    as before, so what the filter leaves out is loaded and never applied, without a message
+    (vllm-project/vllm#55193)."""
+    if targets is None:
+        return model
+
+    def kept(module: str) -> bool:
+        last = module.rpartition(".")[2]
+        if last in targets or module in targets or (model.head and module == model.head[0]):
+            return True
+        if any(part in targets for part in model.packed.get(last, ())):
+            return True
+        return any(last in parts and parent in targets for parent, parts in model.packed.items())
+
+    return replace(model, wrapped=tuple(filter(kept, model.wrapped)))
 
 
 def _check_unexpected(tensors: list[str], model: Layout, saved: Iterable[str], folder: str) -> None:
@@ -258,8 +284,10 @@ def _from_tensors(
                     f"model's vocabulary size({model.vocab_size})."
                 )
             pair.rank = shapes[tensor][0]
+            pair.inputs = shapes[tensor][-1]
         else:
             pair.b = True
+            pair.outputs = shapes[tensor][0]
     for module, parameters in whole.items():
         if "weight" not in parameters:
             raise Refused(f"Full module {module!r} is missing weight.")
@@ -279,6 +307,8 @@ class _Pair:
     peft_name: str
     rank: int | None = None
     b: bool = False
+    inputs: int | None = None  # A's columns
+    outputs: int | None = None  # B's rows
 
 
 def _sorted_set(names: set[str]) -> str:
@@ -422,6 +452,25 @@ def _check_pairs(
                 f"RuntimeError: the LoRA of {name} has rank {rank}, above the buffers of "
                 f"max_lora_rank {max_lora_rank}"
             )
+
+
+def _check_sizes(
+    loras: Mapping[str, _Pair], found: set[str], sizes: Mapping[str, tuple[int, int]]
+) -> None:
+    """layers/base_linear.py:BaseLinearLayerWithLoRA.set_lora (and the packed layers' own):
+    A and B are copied into the corner of buffers of the served module's sizes, so a larger
+    A (copied first) or B fails torch's copy; a smaller one is zero-padded, silently."""
+    for name in sorted(found & set(loras)):
+        pair = loras[name]
+        served = sizes.get(pair.peft_name)
+        if served is None or pair.inputs is None or pair.outputs is None:
+            continue
+        for dimension, trained, room in ((1, pair.inputs, served[0]), (0, pair.outputs, served[1])):
+            if trained > room:
+                raise Refused(
+                    f"RuntimeError: The size of tensor a ({room}) must match the size of tensor "
+                    f"b ({trained}) at non-singleton dimension {dimension}"
+                )
 
 
 def _scaling(config: Mapping[str, Any], module: str) -> float:

@@ -1,6 +1,6 @@
 """Serving a saved adapter: what its files hold (:mod:`.adapter`), and whether an inference
-server applies it as trained: one module per engine (:mod:`.vllm`), each with the attributes of
-:class:`Engine`, registered by one line in ``_REGISTERED``."""
+server applies it as trained: one module per engine (:mod:`.vllm`, :mod:`.sglang`), each with the
+attributes of :class:`Engine`, registered by one line in ``_REGISTERED``."""
 
 from __future__ import annotations
 
@@ -9,27 +9,29 @@ from functools import cache
 from typing import Any, Protocol
 
 from .adapter import SavedAdapter
+from .settings import Settings
 from .verdict import Verdict
 
-__all__ = ["Engine", "Verdict", "engines"]
+__all__ = ["Engine", "Settings", "Verdict", "engines"]
 
 # The registry: one module name per engine.
 _REGISTERED = ("vllm",)
 
 
 class Engine(Protocol):
-    """A serving engine's module: its name, the ranks it takes, and its verdict."""
+    """A serving engine's module: its name, the flags and ranks it takes, and its verdict."""
 
     NAME: str  # ``--engine NAME``
     TITLE: str
-    MAX_LORA_RANK: int  # the engine's default --max-lora-rank
-    MAX_LORA_RANKS: tuple[int, ...]  # the values it accepts
+    FLAGS: frozenset[str]  # the server flags of Settings it has, as it spells them
+    MAX_LORA_RANKS: tuple[int, ...] | None  # the --max-lora-rank values it takes; None: any
 
     def check(
-        self, adapter: SavedAdapter, model_config: Any, model_path: str, max_lora_rank: int
+        self, adapter: SavedAdapter, model: Any, model_path: str, settings: Settings
     ) -> Verdict:
-        """The engine's verdict on ``adapter`` served on the model of ``model_config`` (read
-        from ``model_path``)."""
+        """The engine's verdict on ``adapter`` served on ``model`` (a transformers model on
+        the meta device, built from the config in ``model_path``) started with
+        ``settings``."""
         ...
 
 

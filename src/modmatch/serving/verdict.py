@@ -10,11 +10,14 @@ __all__ = ["Verdict"]
 
 @dataclass(frozen=True)
 class Verdict:
-    """What the server does with the adapter: whether it loads it (else its message), which
-    of the adapter's modules (by the names it was trained with) it applies and which it holds
-    but never applies, and the config settings it does not read. ``why``: for each module not
-    applied, the reason and the name the served model has instead (where the restated layout
-    of the model knows one)."""
+    """What the server does with the adapter: whether it starts with it loaded (else its
+    message), whether the first request with the adapter then fails (``request_error``, its
+    message), which of the adapter's modules (by the names it was trained with) it applies as
+    trained and which it holds but does not, and the config settings it does not read.
+    ``why``: for each module not applied, the reason and the name the served model has
+    instead (where the restated layout of the model knows one). ``resized``: the modules not
+    applied as trained that the server computes with weights zero-padded or cut to the served
+    model's sizes (the adapter was trained at other sizes)."""
 
     engine_version: str
     built_in: bool
@@ -25,3 +28,5 @@ class Verdict:
     ignored_settings: tuple[str, ...]
     why: Mapping[str, tuple[str, str | None]] = field(default_factory=dict)
     engine: str = "vllm"
+    request_error: str | None = None
+    resized: tuple[str, ...] = ()

@@ -17,15 +17,17 @@ from typing import Any
 
 from ..reference import vllm as reference
 from ..reference import vllm_models
+from . import shapes
 from .adapter import SavedAdapter, split
+from .settings import Settings
 from .verdict import Verdict
 
-__all__ = ["MAX_LORA_RANK", "MAX_LORA_RANKS", "NAME", "TITLE", "Verdict", "check", "installed"]
+__all__ = ["FLAGS", "MAX_LORA_RANKS", "NAME", "TITLE", "Verdict", "check", "installed"]
 
 NAME = "vllm"
 TITLE = "vLLM"
-MAX_LORA_RANK = reference.MAX_LORA_RANK
-MAX_LORA_RANKS = reference.MAX_LORA_RANKS
+FLAGS = frozenset({"--max-lora-rank", "--lora-target-modules"})
+MAX_LORA_RANKS: tuple[int, ...] | None = reference.MAX_LORA_RANKS
 
 # The LoraConfig fields that change what a saved adapter computes, with PEFT's defaults: one
 # of these set and not among the fields the server reads (its PEFTHelper's, which change with
@@ -52,16 +54,12 @@ _INFERENCE_FIELDS: Mapping[str, Any] = {
 # Why a module's weights are never applied.
 NO_SUCH_MODULE = "the served model has no module of this name"
 HELD_BY_ATTENTION = "the attention backend computes with its base weights (MLA)"
+PADDED = "zero-padded: trained as {trained}, served as {served} (in→out)"
 
 
-def check(
-    adapter: SavedAdapter,
-    model_config: Any,
-    model_path: str,
-    max_lora_rank: int = reference.MAX_LORA_RANK,
-) -> Verdict:
-    """vLLM's verdict on ``adapter`` served on the model of ``model_config`` (transformers'
-    config, read from ``model_path``) with ``--max-lora-rank``."""
+def check(adapter: SavedAdapter, model: Any, model_path: str, settings: Settings) -> Verdict:
+    """vLLM's verdict on ``adapter`` served on ``model`` (a transformers model on the meta
+    device, built from the config read from ``model_path``) started with ``settings``."""
     vllm_run = installed()
     if vllm_run is not None:
         version, read = vllm_run.VERSION, vllm_run.read_fields()
@@ -76,10 +74,12 @@ def check(
     )
     modules = adapter.modules()
     held = sorted(modules)
+    trained = shapes.trained_sizes(adapter)
+    served = shapes.served_sizes(model, trained)
     found = {"engine_version": version, "built_in": vllm_run is None, "ignored_settings": ignored}
     try:
         with _model_folder(model_path) as folder:
-            applied_tensors = run(adapter, model_config, folder, max_lora_rank)
+            applied_tensors = run(adapter, model, folder, settings, served)
     except reference.Refused as refused:
         return Verdict(
             loads=False, error=_one_line(refused), applied=(), not_applied=tuple(held), **found
@@ -90,13 +90,20 @@ def check(
         for name in {split(tensor)[0] for tensor in applied_tensors}
         if {"lora_A", "lora_B"} <= modules[name].parts or "weight" in modules[name].parts
     }
-    not_applied = tuple(name for name in held if name not in applied)
+    # A smaller adapter's weights are copied into a corner of the model's buffers (set_lora).
+    padded = {
+        name: (PADDED.format(trained=trained[name], served=sizes), None)
+        for name, sizes in shapes.mismatched(trained, served).items()
+        if name in applied
+    }
+    not_applied = tuple(name for name in held if name not in applied or name in padded)
     return Verdict(
         loads=True,
         error=None,
-        applied=tuple(name for name in held if name in applied),
+        applied=tuple(name for name in held if name in applied and name not in padded),
         not_applied=not_applied,
-        why=_why(not_applied, model_config),
+        why={**_why(not_applied, model.config), **padded},
+        resized=tuple(sorted(padded)),
         **found,
     )
 
@@ -153,15 +160,21 @@ def _not_used(reason: str) -> None:
 
 
 def _built_in(
-    adapter: SavedAdapter, model_config: Any, model_path: str, max_lora_rank: int
+    adapter: SavedAdapter,
+    model: Any,
+    model_path: str,
+    settings: Settings,
+    sizes: Mapping[str, shapes.Sizes],
 ) -> frozenset[str]:
     return reference.serve(
         adapter.config,
         adapter.shapes,
-        vllm_models.layout(model_config),
+        vllm_models.layout(model.config),
         str(adapter.path),
         model_path,
-        max_lora_rank,
+        settings.max_lora_rank or reference.MAX_LORA_RANK,
+        settings.target_modules,
+        {name: (found.inputs, found.outputs) for name, found in sizes.items()},
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..reference.vllm import ADAPTER_ID, Refused
 from .adapter import SavedAdapter
+from .settings import Settings
 
 # Before vLLM is imported: the CPU platform, vLLM's log records left to the host's logging
 # (vLLM's own handler writes them to stdout, which is the command's answer), and no Hub lookups
@@ -60,14 +61,14 @@ def read_fields() -> frozenset[str]:
 
 
 def serve(
-    adapter: SavedAdapter, model_config: Any, model_path: str, max_lora_rank: int
+    adapter: SavedAdapter, model: Any, model_path: str, settings: Settings, sizes: Any
 ) -> frozenset[str]:
     """The adapter's tensors whose weights vLLM applies; :class:`Refused` with vLLM's message
-    where it refuses the model for LoRA or the adapter. ``model_config`` is unused: vLLM reads
-    the config in the folder ``model_path`` itself."""
+    where it refuses the model for LoRA or the adapter. ``model`` and ``sizes`` are unused:
+    vLLM reads the config in the folder ``model_path`` itself and sizes its own buffers."""
     # vLLM prints some of its progress; stdout is the command's answer.
     with contextlib.redirect_stdout(sys.stderr):
-        config = _engine_config(model_path, max_lora_rank)
+        config = _engine_config(model_path, settings)
         with set_current_vllm_config(config), _class_mappings_kept(config):
             _parallel_groups()
             with torch.device("meta"):
@@ -99,12 +100,22 @@ def serve(
     )
 
 
-def _engine_config(model_path: str, max_lora_rank: int) -> Any:
+def _engine_config(model_path: str, settings: Settings) -> Any:
+    # Where a flag is not given, vLLM's own default.
+    given: dict[str, Any] = {}
+    if settings.max_lora_rank is not None:
+        given["max_lora_rank"] = settings.max_lora_rank
+    if settings.target_modules is not None:
+        given["lora_target_modules"] = list(settings.target_modules)
     try:
         return EngineArgs(
             model=model_path,
             enable_lora=True,
-            max_lora_rank=max_lora_rank,
+            **given,
+            # On a CPU with AMX tiles vLLM would pick its AMX MLA backend, whose weight packing
+            # needs a kernel only vLLM's CPU build has; which LoRA weights apply does not depend
+            # on the backend, so the reference one is asked for (other models ignore it).
+            attention_backend="CPU_MLA",
             max_loras=1,
             skip_tokenizer_init=True,
             load_format="dummy",
