@@ -30,6 +30,7 @@ settings.load_profile(
 _WHERE = [
     (re.compile(r"in its front-end's environment"), "front-end", ".ci/releases, .ci/frontend-*"),
     (re.compile(r"vLLM is not installed"), "vLLM", ".ci/serving"),
+    (re.compile(r"SGLang is not installed"), "SGLang", ".ci/serving-sglang"),
     (re.compile(r"PEFT \S+ (does not )?rewrites? configs"), "other PEFT release", ".ci/releases"),
 ]
 

@@ -55,7 +55,16 @@ FRAMEWORK_MODULES = {
     "modmatch.preview.peft": {"NothingMatched", "Preview", "Refused", "preview", "rewritten"},
     "modmatch.serving.adapter": {"Held", "SavedAdapter", "read", "split"},
     "modmatch.serving.settings": {"Settings"},
-    "modmatch.serving.shapes": {"Sizes", "mismatched", "served_sizes", "trained_sizes"},
+    "modmatch.serving.installed": {"model_folder", "runner"},
+    "modmatch.serving.shapes": {
+        "Sizes",
+        "mismatched",
+        "resizing",
+        "served_sizes",
+        "trained_sizes",
+    },
+    "modmatch.serving.sglang": {"FLAGS", "MAX_LORA_RANKS", "NAME", "TITLE", "check", "installed"},
+    "modmatch.serving.verdict": {"Verdict", "ignored_settings", "loaded"},
     "modmatch.serving.vllm": {
         "FLAGS",
         "MAX_LORA_RANKS",

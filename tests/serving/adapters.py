@@ -57,6 +57,21 @@ def _deepseek_v3(**extra: Any) -> dict[str, Any]:
         "v_head_dim": 16,
         "num_attention_heads": 4,
         "num_key_value_heads": 4,
+        # As real DeepSeek-V3 configs have them (SGLang's CPU rotary embedding takes only yarn).
+        "rope_scaling": {
+            "type": "yarn",
+            "factor": 40,
+            "original_max_position_embeddings": 4096,
+            "beta_fast": 32,
+            "beta_slow": 1,
+            "mscale": 1.0,
+            "mscale_all_dim": 1.0,
+        },
+        "moe_layer_freq": 1,
+        "topk_method": "noaux_tc",
+        "scoring_func": "sigmoid",
+        "norm_topk_prob": True,
+        "routed_scaling_factor": 2.5,
         **_SMALL,
         **extra,
     }
@@ -137,6 +152,8 @@ class Case:
     config_changes: tuple[tuple[str, Any], ...] = ()
     # The server's flags.
     flags: tuple[str, ...] = ()
+    # The one engine the case is for (a flag the other has not), else None: every engine.
+    only: str | None = None
 
 
 _QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -205,8 +222,12 @@ CASES: dict[str, Case] = {
     ),
     "pissa": Case("llama", {"target_modules": ["q_proj", "v_proj"], "init_lora_weights": "pissa"}),
     "gpt2": Case("gpt2", {"target_modules": ["c_attn"], "fan_in_fan_out": True}),
+    # (SGLang builds this classifier only on an accelerator: "No accelerator ... is available")
     "gpt2-classifier": Case(
-        "gpt2-classifier", {"target_modules": ["c_attn"], "fan_in_fan_out": True}, task="SEQ_CLS"
+        "gpt2-classifier",
+        {"target_modules": ["c_attn"], "fan_in_fan_out": True},
+        task="SEQ_CLS",
+        only="vllm",
     ),
     # Adapters broken on the way: vLLM fails on them without a message of its own.
     "empty": Case("llama", {"target_modules": _QKVO}, drop=""),
@@ -269,6 +290,80 @@ CASES: dict[str, Case] = {
         "llama",
         {"target_modules": ["q_proj", "o_proj", "gate_proj", "up_proj"]},
         flags=("--lora-target-modules", "qkv_proj", "up_proj"),
+    ),
+    "served-on-smaller-mlp": Case(
+        "llama-intermediate-256",
+        {"target_modules": ["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"]},
+        served_on="llama",
+    ),
+    "rank-32-at-maximum-16": Case(
+        "llama", {"target_modules": ["q_proj", "v_proj"], "r": 32}, flags=("--max-lora-rank", "16")
+    ),
+    # The cases of issue 28: SGLang's own rules, one at a time.
+    "llama-qv": Case("llama", {"target_modules": ["q_proj", "v_proj"]}),
+    "llama-kv-without-q": Case("llama", {"target_modules": ["k_proj", "v_proj"]}),
+    "llama-kv-without-q-strict": Case(
+        "llama",
+        {"target_modules": ["k_proj", "v_proj"]},
+        flags=("--lora-strict-loading",),
+        only="sglang",
+    ),
+    "llama-up-without-gate": Case("llama", {"target_modules": ["up_proj", "down_proj"]}),
+    "llama-qv-save-lm-head": Case(
+        "llama", {"target_modules": ["q_proj", "v_proj"], "modules_to_save": ["lm_head"]}
+    ),
+    "llama-qv-lm-head": Case("llama", {"target_modules": ["q_proj", "v_proj", "lm_head"]}),
+    "llama-all-linear": Case("llama", {"target_modules": "all-linear"}),
+    "llama-regex-targets": Case("llama", {"target_modules": r".*\.(q|v)_proj"}),
+    "server-targets-all": Case(
+        "llama", {"target_modules": _QKVO}, flags=("--lora-target-modules", "all"), only="sglang"
+    ),
+    "server-targets-unknown-name": Case(
+        "llama", {"target_modules": _QKVO}, flags=("--lora-target-modules", "w1")
+    ),
+    "qwen3-moe-qkv-target-parameters": Case(
+        "qwen3-moe",
+        {"target_modules": ["q_proj", "k_proj", "v_proj"], "target_parameters": _PARAMETERS},
+    ),
+    "qwen3-moe-qkv-per-expert": Case(
+        "qwen3-moe",
+        {"target_modules": ["q_proj", "k_proj", "v_proj"]},
+        per_expert=("gate_proj", "up_proj", "down_proj"),
+        config_changes=(
+            ("target_modules", ["q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "down_proj"]),
+        ),
+    ),
+    "qwen3-moe-qkv-per-expert-unlisted": Case(
+        "qwen3-moe",
+        {"target_modules": ["q_proj", "k_proj", "v_proj"]},
+        per_expert=("gate_proj", "up_proj", "down_proj"),
+    ),
+    "qwen3-moe-qkv-per-expert-down-only": Case(
+        "qwen3-moe",
+        {"target_modules": ["q_proj", "k_proj", "v_proj"]},
+        per_expert=("down_proj",),
+        config_changes=(("target_modules", ["q_proj", "k_proj", "v_proj", "down_proj"]),),
+    ),
+    "mixtral-qkv-per-expert": Case(
+        "mixtral",
+        {"target_modules": ["q_proj", "k_proj", "v_proj"]},
+        per_expert=("w1", "w2", "w3"),
+        config_changes=(("target_modules", ["q_proj", "k_proj", "v_proj", "w1", "w2", "w3"]),),
+    ),
+    "mixtral-qkv-per-expert-as-gate-up-down": Case(
+        "mixtral",
+        {"target_modules": ["q_proj", "k_proj", "v_proj"]},
+        per_expert=("w1", "w2", "w3"),
+        config_changes=(
+            ("target_modules", ["q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "down_proj"]),
+        ),
+    ),
+    "gemma3-qv-embeddings": Case(
+        "gemma3", {"target_modules": ["q_proj", "v_proj", "embed_tokens"]}
+    ),
+    "gemma3-qv-lm-head": Case("gemma3", {"target_modules": ["q_proj", "v_proj", "lm_head"]}),
+    "qwen3-moe-router": Case(
+        "qwen3-moe", {"target_modules": ["q_proj", "k_proj", "v_proj", "gate"]}
     ),
     "deepseek-v3-q-a-proj": Case(
         "deepseek-v3", {"target_modules": ["q_a_proj", "kv_a_proj_with_mqa", "o_proj"]}

@@ -27,7 +27,7 @@ def main(engine: str) -> None:
         sys.exit(f"record.py needs {engine} installed: run it in its CI script's environment")
     found = {}
     with tempfile.TemporaryDirectory() as root:
-        for name in sorted(adapters.CASES):
+        for name in verdicts.cases(engine):
             flags = adapters.CASES[name].flags
             answer = verdicts.serve(*adapters.make(Path(root), name), *flags, engine=engine)
             found[name] = {key: answer[key] for key in verdicts.KEPT}

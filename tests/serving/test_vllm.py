@@ -48,7 +48,7 @@ def _kept(answer: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_every_case_is_recorded_by_the_release_restated() -> None:
-    assert sorted(verdicts.recorded()) == sorted(adapters.CASES)
+    assert sorted(verdicts.recorded()) == verdicts.cases("vllm")
     assert verdicts.recorded_by() == reference.VERSION
 
 
@@ -56,7 +56,7 @@ RULES = ["built-in", pytest.param("installed", marks=needs_vllm)]
 
 
 @pytest.mark.parametrize("rules", RULES)
-@pytest.mark.parametrize("name", sorted(adapters.CASES))
+@pytest.mark.parametrize("name", verdicts.cases("vllm"))
 def test_the_answer_is_vllms(
     name: str, rules: str, made: Made, monkeypatch: pytest.MonkeyPatch
 ) -> None:

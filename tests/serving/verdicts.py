@@ -18,6 +18,13 @@ from modmatch.cli import main
 KEPT = ("exit", "loads", "error", "request_error", "applied", "not_applied", "ignored_settings")
 
 
+def cases(engine: str) -> list[str]:
+    """The cases recorded for ``engine``."""
+    import adapters
+
+    return sorted(name for name, case in adapters.CASES.items() if case.only in (None, engine))
+
+
 def record_file(engine: str) -> Path:
     return Path(__file__).parent / f"{engine}_verdicts.json"
 
@@ -51,6 +58,8 @@ def _general(error: str | None, adapter: Path, model: Path) -> str | None:
         return None
     error = error.replace(str(adapter.resolve()), "ADAPTER").replace(str(adapter), "ADAPTER")
     error = error.replace(str(model), "MODEL")
+    # SGLang names an adapter by a hash of its name and path.
+    error = re.sub(r"LoRA adapter '[0-9a-f]{32}'", "LoRA adapter 'UID'", error)
     return re.sub(
         r"\{('[^{}]*')\}",
         lambda m: "{" + ", ".join(sorted(m.group(1).split(", "))) + "}",

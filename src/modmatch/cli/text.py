@@ -237,23 +237,24 @@ def write_served(out: TextIO, served: Served) -> None:
             "" if served.installed else f": {served.engine} is not installed"
         )
     engine = f"{served.engine} {verdict.engine_version} ({rules})"
+    failure = None
     if not verdict.loads:
-        print(f"{engine} refuses the adapter: {verdict.error}", file=out)
+        failure = f"{engine} refuses the adapter: {verdict.error}"
+    elif verdict.request_error is not None:
+        failure = (
+            f"{engine} starts with the adapter, and the first request with it fails: "
+            f"{verdict.request_error}"
+        )
+    if failure is not None:
+        print(failure, file=out)
         for hint in served.hints:
             print(f"hint: {hint}", file=out)
         return
-    if verdict.request_error is not None:
-        print(
-            f"{engine} loads the adapter, and the first request with it fails: "
-            f"{verdict.request_error}",
-            file=out,
-        )
-    else:
-        print(
-            f"{engine} loads the adapter; it applies {counted(len(verdict.applied), 'module')}:",
-            file=out,
-        )
-        write_folded(out, verdict.applied)
+    print(
+        f"{engine} loads the adapter; it applies {counted(len(verdict.applied), 'module')}:",
+        file=out,
+    )
+    write_folded(out, verdict.applied)
     never = [module for module in verdict.not_applied if module not in verdict.resized]
     if never:
         print(

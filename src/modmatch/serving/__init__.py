@@ -15,7 +15,7 @@ from .verdict import Verdict
 __all__ = ["Engine", "Settings", "Verdict", "engines"]
 
 # The registry: one module name per engine.
-_REGISTERED = ("vllm",)
+_REGISTERED = ("vllm", "sglang")
 
 
 class Engine(Protocol):

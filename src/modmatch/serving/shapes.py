@@ -13,7 +13,7 @@ from typing import Any
 
 from .adapter import SavedAdapter, split
 
-__all__ = ["Sizes", "mismatched", "served_sizes", "trained_sizes"]
+__all__ = ["Sizes", "mismatched", "resizing", "served_sizes", "trained_sizes"]
 
 # A module of one expert, as adapters trained one module per expert name it.
 _EXPERT = re.compile(r"(?P<experts>.*\.experts)\.\d+\.(?P<projection>\w+)$")
@@ -102,3 +102,11 @@ def _expert_sizes(model: Any, experts: str, projection: str) -> Sizes | None:
         _, rows, columns = module.down_proj.shape
         return Sizes(columns, rows)
     return None
+
+
+def resizing(trained: Sizes, served: Sizes) -> str:
+    """How a server that copies weights into buffers of the served sizes changes them."""
+    smaller = trained.inputs <= served.inputs and trained.outputs <= served.outputs
+    larger = trained.inputs >= served.inputs and trained.outputs >= served.outputs
+    how = "zero-padded" if smaller else "cut" if larger else "cut and zero-padded"
+    return f"{how}: trained as {trained}, served as {served} (in→out)"
