@@ -35,6 +35,18 @@ class Config:
     def id(self) -> str:
         return f"{self.framework}/{self.model}/{self.family}/{self.size}"
 
+    @property
+    def entries(self) -> int:
+        """How many entries the config holds: its lists' lengths, a regex's alternatives. The
+        drawn ``size`` is what was asked; a family drawn from a model's names (short names,
+        PEFT's suffixes) holds no more entries than the model has names."""
+        count = 0
+        for name, value in self.fields.items():
+            if name == "layers_to_transform":
+                continue
+            count += value.count("|") + 1 if isinstance(value, str) else len(value)
+        return count
+
 
 class _Names:
     """A model's names cut into what patterns are written from."""

@@ -76,11 +76,19 @@ def test_patternset_matches(patterns: list[str], names: list[str], rnd: Any) -> 
     order = list(range(len(patterns)))
     rnd.shuffle(order)
     shuffled = PatternSet([patterns[i] for i in order])
+    # Patterns listed again (compiled once, every index given back).
+    repeated = (
+        patterns + [rnd.choice(patterns) for _ in range(rnd.randint(1, 3))] if patterns else []
+    )
+    with_copies = PatternSet(repeated)
     expected_names = []
     for name in names:
         expected = tuple(i for i, p in enumerate(patterns) if reference.wildcard_match(p, name))
         assert matcher.matches(name) == expected
         assert matcher.match(name) is bool(expected)
+        copies = tuple(i for i, p in enumerate(repeated) if reference.wildcard_match(p, name))
+        assert with_copies.matches(name) == copies
+        assert with_copies.match(name) is bool(copies)
         # Nothing may depend on the order the set reports matches in.
         assert sorted(order[j] for j in shuffled.matches(name)) == list(expected)
         if expected:
@@ -304,7 +312,8 @@ def plan(request: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         monkeypatch.setattr(plans, "build_cost", lambda patterns: 0.0)
     else:
         monkeypatch.setattr(plans, "build_cost", lambda patterns: float("inf"))
-    for module_name in ("modmatch.automodel", "modmatch.peft"):
+        monkeypatch.setattr(plans, "_AT_ONCE", 0)  # no list is bought at once
+    for module_name in ("modmatch.automodel", "modmatch.peft", "modmatch.megatron_bridge"):
         module = __import__(module_name, fromlist=["build_cost"])
         monkeypatch.setattr(module, "build_cost", plans.build_cost)
         if hasattr(module, "SAMPLE"):
@@ -316,6 +325,37 @@ def plan(request: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 # The plan fixture patches the same constants for every example: nothing to reset between them.
 ONE_PLAN = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@ONE_PLAN
+@given(
+    st.lists(PATTERNS, min_size=1, max_size=4),
+    st.lists(NAMES, min_size=1, max_size=6),
+    st.lists(PATTERNS, max_size=2),
+    st.booleans(),
+)
+def test_megatron_bridge_plans_answer_as_megatron_bridge(
+    plan: str, patterns: list[str], names: list[str], added: list[str], excludes: bool
+) -> None:
+    """Each plan, and a list changed in place between calls, answers as Megatron-Bridge's own
+    loop (its exceptions and recorded matches included); duplicates too."""
+    from modmatch import megatron_bridge
+    from modmatch.reference import megatron_bridge as megatron_bridge_reference
+
+    field = "exclude_modules" if excludes else "target_modules"
+    patterns = patterns + patterns[:1]  # a duplicate
+    ours = megatron_bridge.ModuleMatcher(**{field: list(patterns)})
+    theirs = megatron_bridge_reference.ModuleMatcher(**{field: list(patterns)})
+    linear = MODULES["linear"]
+    for step, name in enumerate(names * 2):
+        if step == len(names):  # changed in place, as a recipe may do
+            getattr(ours, field).extend(added)
+            getattr(theirs, field).extend(added)
+        prefix, _, short = name.rpartition(".")
+        assert outcome(lambda s=short, p=prefix: ours.match(linear, s, p or None)) == outcome(
+            lambda s=short, p=prefix: theirs.match(linear, s, p or None)
+        )
+    assert ours._alias_matches == theirs._alias_matches
 
 
 @ONE_PLAN

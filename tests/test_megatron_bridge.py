@@ -657,6 +657,15 @@ def test_unmatched_targets_warn(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_patterns_compile_once_and_again_after_a_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once compiling pays (here at once: upstream's loop would answer a list this short on a
+    walk this short), the list is compiled once, and again only after it changed."""
+    from modmatch.engine import plans
+
+    monkeypatch.setattr(plans, "SAMPLE", 1)
+    monkeypatch.setattr(plans, "_MIN_CALLS", 1)
+    monkeypatch.setattr(plans, "_ENGINE_CALL", -1.0)
+    monkeypatch.setattr(plans, "_TRIAL", 0)
+    monkeypatch.setattr(mb, "build_cost", lambda patterns: 0.0)
     built: list[tuple[str, ...]] = []
     original = mb.PatternSet
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .engine.batch import seed_keys, selected_by, split, walked
 from .engine.patternset import PatternSet
+from .engine.plans import Renting, build_cost, buy_at_once
 from .engine.syntax import quietly
 from .errors import PatternError
 from .matcher import wildcard_match as _engine_wildcard_match
@@ -118,45 +119,82 @@ def _linear_types() -> tuple[type, ...]:
 
 
 class _Compiled:
-    """One pattern list, compiled for Megatron-Bridge's first-match loop."""
+    """One pattern list, for Megatron-Bridge's first-match loop: upstream's own loop answers
+    until the time it took has paid for compiling the list, then the compiled set does
+    (:mod:`modmatch.engine.plans`), so a short walk or a short list never costs the build."""
 
-    __slots__ = ("_by_name", "_set", "exact", "source")
+    __slots__ = ("_by_name", "_set", "any", "exact", "first", "patterns", "source")
+    # Index of the first pattern equal to a short name or matching a full name; and whether
+    # some pattern matches a full name (never None).
+    first: Callable[[str | None, str | None], int | None]
+    any: Callable[[str | None], bool]
 
     def __init__(self, source: Any, patterns: tuple[Any, ...]) -> None:
         self.source = source  # the copy later calls compare the live value with
+        self.patterns = patterns
         self._set: PatternSet | None = None
         self._by_name: dict[str, int] = {}
-        # Only str patterns that all compile go to RE2; anything else takes upstream's own loop,
-        # which raises what upstream raises, where upstream raises it.
+        # Only str patterns go to RE2; anything else takes upstream's own loop, which raises
+        # what upstream raises, where upstream raises it.
         self.exact = all(type(pattern) is str for pattern in patterns)
-        if self.exact and patterns:
-            for index, pattern in enumerate(patterns):
+        if buy_at_once(patterns) and self.compiled() is not None:
+            self.first, self.any = self._set_first, self._set_any
+            return
+        price = build_cost(len(patterns))
+        first = Renting(self._loop_first, self._bought(self._set_first), price)
+        any_ = Renting(self._loop_any, self._bought(self._set_any), price)
+        self.first = lambda name, full_name: first.answer(name, full_name)
+        self.any = lambda full_name: any_.answer(full_name)
+
+    def _loop_first(self, name: str | None, full_name: str | None) -> int | None:
+        """Upstream's loop (re, each pattern in turn)."""
+        for index, pattern in enumerate(self.patterns):
+            if name == pattern or _re_wildcard_match(pattern, full_name):
+                return index
+        return None
+
+    def _loop_any(self, full_name: str | None) -> bool:
+        return any(_re_wildcard_match(pattern, full_name) for pattern in self.patterns)
+
+    def _bought(self, answer: Any) -> Any:
+        """What compiling buys: ``answer`` on the compiled set, or None where a pattern only
+        upstream's loop runs as upstream does (an invalid one raises there, when reached)."""
+        return lambda: answer if self.compiled() is not None else None
+
+    def compiled(self) -> PatternSet | None:
+        """The list compiled into one set (once); None where it cannot be."""
+        if self._set is None and self.exact and self.patterns:
+            for index, pattern in enumerate(self.patterns):
                 self._by_name.setdefault(pattern, index)
             try:
                 with quietly():
-                    self._set = PatternSet(patterns)
+                    self._set = PatternSet(self.patterns)
             except PatternError:
                 self.exact = False
+        return self._set
 
-    def first(self, name: str | None, full_name: str | None) -> int | None:
-        """Index of the first pattern equal to ``name`` or matching ``full_name``."""
+    def _set_first(self, name: str | None, full_name: str | None) -> int | None:
         found = self._by_name.get(name)  # type: ignore[arg-type]
-        if found == 0 or full_name is None or self._set is None:
+        if found == 0 or full_name is None:
             return found
-        if self._set.match(full_name):
-            hit = self._set.matches(full_name)[0]
+        compiled = self._set
+        assert compiled is not None  # bought
+        if compiled.match(full_name):
+            hit = compiled.matches(full_name)[0]
             if found is None or hit < found:
                 return hit
         return found
 
+    def _set_any(self, full_name: str | None) -> bool:
+        compiled = self._set
+        assert compiled is not None  # bought
+        return full_name is not None and compiled.match(full_name)
+
     def candidates(self, full_names: Sequence[str], text: bytes) -> list[int]:
         """The indices of the names some pattern equals (by last segment) or matches, given
-        ``text``, their ``joined_lines``; for an exact list only."""
-        return selected_by(self._set, self._by_name.keys(), full_names, text)
-
-    def any(self, full_name: str | None) -> bool:
-        """Whether some pattern matches ``full_name`` (never for None)."""
-        return full_name is not None and self._set is not None and self._set.match(full_name)
+        ``text``, their ``joined_lines``; for an exact list only (compiled now: one pass over
+        every name pays for it)."""
+        return selected_by(self.compiled(), self._by_name.keys(), full_names, text)
 
 
 _MAPPING, _TARGETS, _EXCLUDES = range(3)
@@ -253,7 +291,7 @@ class ModuleMatcher(reference.ModuleMatcher):
         except Exception:  # what upstream raises for these fields: match raises it
             return everything
         keys, text = seed_keys(full_names)
-        if not compiled.exact or text is None:
+        if text is None or compiled.compiled() is None:
             return everything
         return compiled.candidates(keys, text)
 

@@ -252,18 +252,35 @@ class _Matcher:
     ) -> None:
         self._max_mem = max_mem
         self._fullmatch = syntax.fullmatch
+        # A pattern listed again changes no answer but its own index: each is compiled once
+        # (a list repeated 4 times costs a quarter to build), and ``matches`` gives every
+        # index it stands at.
+        given = patterns
+        patterns = tuple(dict.fromkeys(given))
+        self._positions: dict[int, list[int]] | None = None
+        if len(patterns) < len(given):
+            first = {pattern: index for index, pattern in enumerate(patterns)}
+            self._positions = {index: [] for index in range(len(patterns))}
+            for position, pattern in enumerate(given):
+                self._positions[first[pattern]].append(position)
         self._regexes = [syntax.regex(pattern) for pattern in patterns]
-        self.fallback_reasons: dict[int, str] = {}
+        reasons: dict[int, str] = {}
         self._translations: dict[int, Translation] = {}
         for index, pattern in enumerate(patterns):
-            translation = _translation(index, pattern, syntax)
+            translation = _translation(self._given(index), pattern, syntax)
             if isinstance(translation, str):
-                self.fallback_reasons[index] = translation
+                reasons[index] = translation
             elif _needs_checking(translation) and not _re2_accepts(translation.source, max_mem):
-                self.fallback_reasons[index] = "RE2 refused it"
+                reasons[index] = "RE2 refused it"
             else:
                 self._translations[index] = translation
-        self._fallbacks = tuple(self.fallback_reasons)
+        self._fallbacks = tuple(reasons)
+        # Why only re runs a pattern, by the index it was given at (each of a repeated one's).
+        self.fallback_reasons = dict(
+            sorted(
+                (position, reasons[index]) for index in reasons for position in self._every(index)
+            )
+        )
         self._sensitivity = {
             index: t.sensitivity for index, t in self._translations.items() if t.sensitivity
         }
@@ -335,7 +352,8 @@ class _Matcher:
         try:
             text = str.encode(name)
         except UnicodeEncodeError:  # a lone surrogate, as in any
-            return tuple(self._by_re(range(len(self._regexes)), name))
+            found = self._by_re(range(len(self._regexes)), name)
+            return tuple(sorted(p for index in found for p in self._every(index)))
         if self._sets is None:
             # Built on first use: most callers only ask whether anything matches.
             sources = [(index, t.source, t.literal) for index, t in self._translations.items()]
@@ -354,8 +372,18 @@ class _Matcher:
         # Patterns no set could hold within the memory budget, and those only re can run.
         hits += self._by_re(self._sets.rejected(text), name)
         hits += self._by_re(self._fallbacks, name)
+        if self._positions is not None:
+            hits = [position for index in hits for position in self._positions[index]]
         hits.sort()
         return tuple(hits)
+
+    def _given(self, index: int) -> int:
+        """The first index the pattern compiled at ``index`` was given at."""
+        return index if self._positions is None else self._positions[index][0]
+
+    def _every(self, index: int) -> list[int]:
+        """Every index the pattern compiled at ``index`` was given at."""
+        return [index] if self._positions is None else self._positions[index]
 
     def lines(self, text: bytes) -> list[int] | None:
         """The indices of the lines of ``text`` (``joined_lines`` of some names) a pattern

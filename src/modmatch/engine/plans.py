@@ -27,11 +27,21 @@ their slowest eighth (:func:`typical`), and a trial call is charged at most a fe
 from __future__ import annotations
 
 import math
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-__all__ = ["SAMPLE", "Charge", "RentOrBuy", "Renting", "build_cost", "sampled", "typical"]
+__all__ = [
+    "SAMPLE",
+    "Charge",
+    "RentOrBuy",
+    "Renting",
+    "build_cost",
+    "buy_at_once",
+    "sampled",
+    "typical",
+]
 
 R = TypeVar("R")
 
@@ -58,6 +68,23 @@ _STALL = 4
 # Automodel syntax, the slowest to translate: 4,096 patterns in 0.16 s).
 _BUILD_FIXED = 2e-4
 _BUILD_PER_PATTERN = 4e-5
+
+
+# A short list of plain wildcard patterns (letters, digits, `_`, `.`, `*`) builds in about a
+# millisecond at most (measured, distinct patterns: 2 in 50-90 µs, 18 literal names in 270 µs,
+# 32 per-expert globs in 1.0 ms): within the first-call allowance (the framework's first call
+# + 2 ms) and a few percent of any model's walk, while renting adds a frame to every call and
+# a trial to the walk. Such a list is bought at once; a pattern listed again is built once.
+_AT_ONCE = 32
+_PLAIN = re.compile(r"[\w.*]*", re.ASCII)
+
+
+def buy_at_once(patterns: Sequence[Any]) -> bool:
+    """Whether building the engine for ``patterns`` costs less than renting would."""
+    if not all(type(pattern) is str for pattern in patterns):
+        return False
+    distinct: set[str] = set(patterns)
+    return len(distinct) <= _AT_ONCE and all(_PLAIN.fullmatch(p) for p in distinct)
 
 
 def build_cost(patterns: int) -> float:
