@@ -257,7 +257,7 @@ def test_an_architecture_without_restated_facts_still_answers_where_vllm_runs(
     monkeypatch.setattr(vllm_models, "ARCHITECTURES", {})
     assert main(["serve", str(adapter), "--model", str(model), "--engine", "vllm"]) == 0
     text = capsys.readouterr().out
-    assert "vLLM 0.33.0 (installed) loads the adapter; it applies 0 modules" in text
+    assert "vLLM 0.33.0 (installed) loads the adapter and applies none of its modules" in text
     assert "model.language_model.layers.{0,1}.self_attn.q_proj  x2" in text
 
 
@@ -355,3 +355,15 @@ def test_resized_modules_are_shown_apart_with_both_sizes(
     resized = text.split("with weights resized to the model's, not as trained")[1]
     assert "model.layers.{0,1}.mlp.down_proj" in resized
     assert "zero-padded: trained as 64→128, served as 64→256 (in→out)" in resized
+
+
+@pytest.mark.usefixtures("built_in")
+def test_modules_the_server_targets_leave_out_are_said_so(made: Made) -> None:
+    """vllm-project/vllm#55193: --lora-target-modules wraps fewer layers, and the adapter's
+    other modules are loaded and never applied."""
+    answer = verdicts.serve(*made("server-targets-o-proj"), "--lora-target-modules", "o_proj")
+    assert answer["applied"] == [f"model.layers.{i}.self_attn.o_proj" for i in (0, 1)]
+    assert answer["why"]["model.layers.0.self_attn.q_proj"] == {
+        "reason": vllm.LEFT_OUT,
+        "served_name": None,
+    }

@@ -70,7 +70,11 @@ def _general(error: str | None, adapter: Path, model: Path) -> str | None:
 def failure(error: str | None) -> str | None:
     """Where vLLM fails without a message of its own (an assert, an exception of torch's), the
     built-in rules give the exception's type with what they found: the type alone."""
-    crashed = re.match(r"(AssertionError|TypeError|RuntimeError|StopIteration)\b", error or "")
+    # (torch's copy refusing a larger adapter has a message of its own: kept whole)
+    crashed = re.match(
+        r"(AssertionError|TypeError|RuntimeError(?!: The size of tensor)|StopIteration)\b",
+        error or "",
+    )
     return crashed.group(1) if crashed else error
 
 

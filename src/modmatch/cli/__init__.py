@@ -25,8 +25,9 @@ _COMMANDS: dict[str, Any] = {"match": match, "preview": preview, "serve": serve}
 _EPILOG = """\
 exit codes:
   0 done; 1 --strict and a pattern matched nothing, an exclude excluded nothing, or the server
-  never applies a module of the adapter; 2 bad input or a config the framework refuses (one
-  line on stderr), or the server refuses the adapter; 130 interrupted
+  does not apply a module of the adapter as trained; 2 bad input or a config the framework
+  refuses (one line on stderr), or the server refuses the adapter or fails the first request
+  with it; 130 interrupted
 
 examples:
   modmatch match -t q_proj -t v_proj --model path/to/model
@@ -34,6 +35,7 @@ examples:
   modmatch preview adapter_config.json --model path/to/model --explain NAME
   modmatch preview axolotl.yml --json
   modmatch serve path/to/adapter --model path/to/model --engine vllm
+  modmatch serve path/to/adapter --engine sglang --lora-target-modules q_proj v_proj
 """
 
 

@@ -34,12 +34,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--lora-target-modules",
         nargs="+",
         metavar="NAME",
-        help="the modules the server gives a LoRA layer (default: all it supports)",
+        help="the modules the server gives a LoRA layer (default: vLLM all it supports, "
+        "SGLang the adapter's own targets)",
     )
     server.add_argument(
         "--lora-strict-loading",
         action="store_true",
-        help="SGLang's: refuse an adapter with weights that match no target",
+        help="SGLang's: the first request fails at once on weights that match no target "
+        "(else after a warning)",
     )
     add_output(parser, emit=False)
 

@@ -250,11 +250,14 @@ def write_served(out: TextIO, served: Served) -> None:
         for hint in served.hints:
             print(f"hint: {hint}", file=out)
         return
-    print(
-        f"{engine} loads the adapter; it applies {counted(len(verdict.applied), 'module')}:",
-        file=out,
-    )
-    write_folded(out, verdict.applied)
+    if verdict.applied:
+        print(
+            f"{engine} loads the adapter; it applies {counted(len(verdict.applied), 'module')}:",
+            file=out,
+        )
+        write_folded(out, verdict.applied)
+    else:
+        print(f"{engine} loads the adapter and applies none of its modules", file=out)
     never = [module for module in verdict.not_applied if module not in verdict.resized]
     if never:
         print(

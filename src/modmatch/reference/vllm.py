@@ -25,6 +25,7 @@ __all__ = [
     "READ_FIELDS",
     "VERSION",
     "Refused",
+    "deployed",
     "parse_name",
     "serve",
     "validate_config",
@@ -204,9 +205,10 @@ def serve(
     loras, saved_whole = _from_tensors(tensors, shapes, model, config)
     _check_moe_format(loras, model)
     _check_head(saved_whole, shapes, model)
-    found, packed = _activate(loras, saved_whole, _deployed(model, target_modules))
+    wrapped = deployed(model, target_modules)
+    found, packed = _activate(loras, saved_whole, wrapped)
     _check_pairs(loras, found, packed, config, max_lora_rank)
-    _check_sizes(loras, found, sizes or {})
+    _check_sizes(loras, _in_order(found, wrapped), sizes or {})
     return frozenset(
         tensor
         for tensor in tensors
@@ -214,7 +216,7 @@ def serve(
     )
 
 
-def _deployed(model: Layout, targets: tuple[str, ...] | None) -> Layout:
+def deployed(model: Layout, targets: tuple[str, ...] | None) -> Layout:
     """model_manager.py:_create_lora_modules with ``--lora-target-modules``: only the modules
     the filter passes are wrapped (utils.py:is_in_target_modules: the last segment or the full
     name is a target, or a packed module's parent or one of its parts is); a classification
@@ -448,19 +450,31 @@ def _check_pairs(
         if name not in packed and (rank is None or not loras[name].b):
             raise Refused(f"AssertionError: {name} has only one of lora_A and lora_B")
         if rank is not None and rank > max_lora_rank:
+            # A's rows copied into max_lora_rank rows (set_lora).
             raise Refused(
-                f"RuntimeError: the LoRA of {name} has rank {rank}, above the buffers of "
-                f"max_lora_rank {max_lora_rank}"
+                f"RuntimeError: The size of tensor a ({max_lora_rank}) must match the size of "
+                f"tensor b ({rank}) at non-singleton dimension 0"
             )
 
 
+def _in_order(found: set[str], model: Layout) -> list[str]:
+    """The names found, in the order activate_adapter sets them: the wrapped modules', a
+    packed module's parts in its order."""
+    order: dict[str, int] = {}
+    for module in model.wrapped:
+        parent, _, last = module.rpartition(".")
+        for part in model.packed.get(last, (last,)):
+            order.setdefault(f"{parent}.{part}" if parent else part, len(order))
+    return sorted(found, key=lambda name: order.get(name, len(order)))
+
+
 def _check_sizes(
-    loras: Mapping[str, _Pair], found: set[str], sizes: Mapping[str, tuple[int, int]]
+    loras: Mapping[str, _Pair], found: list[str], sizes: Mapping[str, tuple[int, int]]
 ) -> None:
     """layers/base_linear.py:BaseLinearLayerWithLoRA.set_lora (and the packed layers' own):
     A and B are copied into the corner of buffers of the served module's sizes, so a larger
     A (copied first) or B fails torch's copy; a smaller one is zero-padded, silently."""
-    for name in sorted(found & set(loras)):
+    for name in (name for name in found if name in loras):
         pair = loras[name]
         served = sizes.get(pair.peft_name)
         if served is None or pair.inputs is None or pair.outputs is None:

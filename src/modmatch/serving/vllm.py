@@ -26,6 +26,7 @@ MAX_LORA_RANKS: tuple[int, ...] | None = reference.MAX_LORA_RANKS
 # Why a module's weights are never applied.
 NO_SUCH_MODULE = "the served model has no module of this name"
 HELD_BY_ATTENTION = "the attention backend computes with its base weights (MLA)"
+LEFT_OUT = "--lora-target-modules gives its layer no LoRA"
 
 
 def check(adapter: SavedAdapter, model: Any, model_path: str, settings: Settings) -> Verdict:
@@ -55,7 +56,10 @@ def check(adapter: SavedAdapter, model: Any, model_path: str, settings: Settings
             not_applied=tuple(sorted(adapter.modules())),
             **found,
         )
-    return loaded(adapter, tensors, served, lambda names: _why(names, model.config), **found)
+    targets = settings.target_modules
+    return loaded(
+        adapter, tensors, served, lambda names: _why(names, model.config, targets), **found
+    )
 
 
 def installed() -> ModuleType | None:
@@ -83,20 +87,30 @@ def _built_in(
     )
 
 
-def _why(modules: tuple[str, ...], model_config: Any) -> dict[str, tuple[str, str | None]]:
+def _why(
+    modules: tuple[str, ...], model_config: Any, targets: tuple[str, ...] | None
+) -> dict[str, tuple[str, str | None]]:
     """Why vLLM never applies each module: the served model computes without its LoRA layer,
-    or has no module of that name (and the one it has instead)."""
+    --lora-target-modules leaves its layer out, or the model has no module of that name (and
+    the one it has instead)."""
     try:
         model = vllm_models.layout(model_config)
     except ValueError:  # an architecture the restated layouts do not know
         return {}
     served = _served_names(model)
-    return {
-        module: (HELD_BY_ATTENTION, None)
-        if module in model.held_by_attention
-        else (NO_SUCH_MODULE, _counterpart(module, served))
-        for module in modules
+    kept = {
+        n for names in _served_names(reference.deployed(model, targets)).values() for n in names
     }
+    every = {name for names in served.values() for name in names}
+
+    def reason(module: str) -> tuple[str, str | None]:
+        if module in model.held_by_attention:
+            return HELD_BY_ATTENTION, None
+        if module in every and module not in kept:
+            return LEFT_OUT, None
+        return NO_SUCH_MODULE, _counterpart(module, served)
+
+    return {module: reason(module) for module in modules}
 
 
 def _served_names(model: vllm_models.Layout) -> dict[tuple[str, tuple[str, ...]], list[str]]:

@@ -154,5 +154,6 @@ class RuleSet:
 
     def adapts_whole(self, model: Model) -> set[str]:
         """Modules beside the Linear ones that the framework asks about and, where matched,
-        adapts whole (NeMo Automodel's grouped-experts MoE modules)."""
+        adapts whole (NeMo Automodel's grouped-experts MoE modules; PEFT's embeddings and
+        convolutions)."""
         return set()

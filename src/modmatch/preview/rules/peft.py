@@ -43,6 +43,18 @@ class _PeftRuleSet(RuleSet):
             if isinstance(regex, str) and not matcher.all_linear:
                 PatternSet([regex], cache_size=0, syntax=REGEX)
 
+    def adapts_whole(self, model: Model) -> set[str]:
+        """The modules beside Linear ones that PEFT's LoRA wraps (tuners/lora/layer.py's
+        ``dispatch_default``: embeddings, convolutions, GPT-2's Conv1D, multi-head attention):
+        selecting one is no slip."""
+        if model.module is None:
+            return set()
+        from torch import nn
+        from transformers.pytorch_utils import Conv1D
+
+        kinds = (nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MultiheadAttention, Conv1D)
+        return {name for name, module in model.module.named_modules() if isinstance(module, kinds)}
+
     def on(self, model: Model) -> RuleSet:
         """PEFT's own targets for ``target_modules=None``, by the model's type."""
         matcher = self.matcher
