@@ -93,6 +93,13 @@ MODELS: dict[str, dict[str, Any]] = {
         **_SMALL,
         **_ATTENTION,
     },
+    "qwen2": {
+        "model_type": "qwen2",
+        "architectures": ["Qwen2ForCausalLM"],
+        "num_hidden_layers": 2,
+        **_SMALL,
+        **_ATTENTION,
+    },
     "qwen3-moe": _qwen3_moe(),
     "qwen3-moe-sparse-every-2": _qwen3_moe(decoder_sparse_step=2),
     "qwen3-moe-dense-first": _qwen3_moe(mlp_only_layers=[0]),
@@ -358,6 +365,9 @@ CASES: dict[str, Case] = {
             ("target_modules", ["q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "down_proj"]),
         ),
     ),
+    "qwen2-qkvo": Case("qwen2", {"target_modules": _QKVO}),
+    "qwen2-all-linear": Case("qwen2", {"target_modules": "all-linear"}),
+    "qwen2-embeddings": Case("qwen2", {"target_modules": ["q_proj", "v_proj", "embed_tokens"]}),
     "gemma3-qv-embeddings": Case(
         "gemma3", {"target_modules": ["q_proj", "v_proj", "embed_tokens"]}
     ),

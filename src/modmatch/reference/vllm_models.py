@@ -101,16 +101,21 @@ def _llama_classifier(config: Any) -> Layout:
     )
 
 
-def _gemma3(config: Any) -> Layout:
-    """models/gemma3.py:Gemma3ForCausalLM: Llama's layers, no ``embedding_modules``."""
-    llama = _llama(config)
-    return Layout(
-        "Gemma3ForCausalLM",
-        wrapped=tuple(n for n in llama.wrapped if n not in _EMBEDDINGS),
-        supported=("qkv_proj", "o_proj", "gate_up_proj", "down_proj"),
-        packed=llama.packed,
-        vocab_size=llama.vocab_size,
-    )
+def _without_embeddings(architecture: str) -> Callable[[Any], Layout]:
+    """Llama's layers and no ``embedding_modules``: models/gemma3.py:Gemma3ForCausalLM and
+    models/qwen2.py:Qwen2ForCausalLM."""
+
+    def layout(config: Any) -> Layout:
+        llama = _llama(config)
+        return Layout(
+            architecture,
+            wrapped=tuple(n for n in llama.wrapped if n not in _EMBEDDINGS),
+            supported=("qkv_proj", "o_proj", "gate_up_proj", "down_proj"),
+            packed=llama.packed,
+            vocab_size=llama.vocab_size,
+        )
+
+    return layout
 
 
 def _qwen3_moe(config: Any) -> Layout:
@@ -220,7 +225,8 @@ def _last_segments(names: Iterable[str]) -> tuple[str, ...]:
 ARCHITECTURES: Mapping[str, Callable[[Any], Layout]] = {
     "LlamaForCausalLM": _llama,
     "LlamaForSequenceClassification": _llama_classifier,
-    "Gemma3ForCausalLM": _gemma3,
+    "Gemma3ForCausalLM": _without_embeddings("Gemma3ForCausalLM"),
+    "Qwen2ForCausalLM": _without_embeddings("Qwen2ForCausalLM"),
     "Qwen3MoeForCausalLM": _qwen3_moe,
     "MixtralForCausalLM": _mixtral,
     "DeepseekV3ForCausalLM": _deepseek,
