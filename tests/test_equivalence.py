@@ -297,13 +297,18 @@ def test_select_of_the_models_own_names(
 @pytest.fixture(params=["rent", "Automodel's loop", "buy at once"])
 def plan(request: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Which plan answers: the rent for good (a price never reached), a few plain patterns as
-    one regex included; Automodel's loop for good, on every list; or the engine, bought on the
-    first sampled call and kept at once, on every list."""
+    one ``re`` regex included (Automodel's and Megatron-Bridge's); the framework's loop for
+    good, on every list; or the engine, bought on the first sampled call and kept at once, on
+    every list."""
     from modmatch import automodel
     from modmatch.engine import plans
 
+    # A list's first entries asked as the framework asks them (one per two here, one per
+    # hundreds in use), then the plan: both parts of every call are exercised.
+    monkeypatch.setattr(plans, "_EARLY_PER", 2)
     if request.param != "rent":
         monkeypatch.setattr(automodel, "_FEW", 0)  # no list is asked as one regex
+        monkeypatch.setattr(plans, "_FEW", 0)  # nor by Megatron-Bridge's drop-in
     if request.param == "buy at once":
         monkeypatch.setattr(plans, "SAMPLE", 1)
         monkeypatch.setattr(plans, "_MIN_CALLS", 1)
@@ -346,6 +351,9 @@ def test_megatron_bridge_plans_answer_as_megatron_bridge(
     patterns = patterns + patterns[:1]  # a duplicate
     ours = megatron_bridge.ModuleMatcher(**{field: list(patterns)})
     theirs = megatron_bridge_reference.ModuleMatcher(**{field: list(patterns)})
+    for index, pattern in enumerate(patterns):  # each pattern's matches recorded, as LoRA does
+        ours.register_target_alias(f"alias {index}", pattern)
+        theirs.register_target_alias(f"alias {index}", pattern)
     linear = MODULES["linear"]
     for step, name in enumerate(names * 2):
         if step == len(names):  # changed in place, as a recipe may do
@@ -390,39 +398,59 @@ def test_automodel_plans_answer_as_automodel(
         )
 
 
+_PEFT_PLAN_REGEXES = st.sampled_from(
+    [
+        r".*\.layers\.\d+\.(q|v)_proj",
+        r"(?i).*\.Q_PROJ",
+        r"^(?!.*experts).*_proj$",
+        r"(a)\1.*",
+        r"[",
+    ]
+)
+
+
 @ONE_PLAN
 @given(
     st.lists(NAMES, min_size=1, max_size=8),
-    st.sampled_from(
-        [
-            r".*\.layers\.\d+\.(q|v)_proj",
-            r"(?i).*\.Q_PROJ",
-            r"^(?!.*experts).*_proj$",
-            r"(a)\1.*",
-            r"[",
-        ]
-    ),
+    st.one_of(_PEFT_PLAN_REGEXES, st.just(["q_proj", "mlp"])),
+    st.one_of(st.none(), _PEFT_PLAN_REGEXES, st.just(["k_proj"])),
+    st.sampled_from([None, ["lm_head"], ["mlp", "("]]),
+    st.sampled_from([None, [1, 3]]),
 )
-def test_peft_plans_answer_as_peft(plan: str, names: list[str], regex: str) -> None:
-    """A PEFT regex target on either plan answers as PEFT's ``re.fullmatch`` (True or None,
-    or its error), the lookaround and backreference that only ``re`` runs included."""
+def test_peft_plans_answer_as_peft(
+    plan: str,
+    names: list[str],
+    targets: Any,
+    excludes: Any,
+    to_save: Any,
+    layers: Any,
+) -> None:
+    """A PEFT config holding a regex (a target, an exclude, or ``modules_to_save``) answers on
+    either plan as PEFT's loop on ``re`` (True, None, False or excluded, or its error at the
+    keys that reach an invalid regex), the lookaround and backreference only ``re`` runs
+    included."""
     from types import SimpleNamespace
 
     from modmatch import peft
     from modmatch.reference import peft as peft_reference
 
-    config = SimpleNamespace(
-        target_modules=regex,
-        exclude_modules=None,
-        modules_to_save=None,
-        layers_to_transform=None,
-        layers_pattern=None,
-        target_parameters=None,
-    )
-    matcher = peft.PeftMatcher(regex)
-    for name in [*names, f"model.layers.3.{names[0]}.q_proj"]:
+    fields = {
+        "target_modules": targets,
+        "exclude_modules": excludes,
+        "modules_to_save": to_save,
+        "layers_to_transform": layers,
+    }
+    config = SimpleNamespace(**fields, layers_pattern=None, target_parameters=None)
+    matcher = peft.PeftMatcher(**fields)
+    for name in [*names, f"model.layers.3.{names[0]}.q_proj", "model.layers.1.mlp.k_proj"] * 2:
         ours = outcome(lambda n=name: matcher.match(n))
         found = outcome(lambda n=name: peft_reference.check_target_module_exists(config, n))
+        if isinstance(found[1], peft_reference.Excluded):
+            assert ours[0] == "returned" and type(ours[1]).__name__ in {
+                "Excluded",
+                "_ExcludedModule",
+            }
+            continue
         expected = ("returned", True) if isinstance(found[1], re.Match) else found
         assert same(ours, expected)
 

@@ -666,6 +666,7 @@ def test_patterns_compile_once_and_again_after_a_change(monkeypatch: pytest.Monk
     monkeypatch.setattr(plans, "_ENGINE_CALL", -1.0)
     monkeypatch.setattr(plans, "_TRIAL", 0)
     monkeypatch.setattr(mb, "build_cost", lambda patterns: 0.0)
+    monkeypatch.setattr(plans, "_FEW", 0)  # no list is one re regex
     built: list[tuple[str, ...]] = []
     original = mb.PatternSet
 
@@ -692,6 +693,32 @@ def test_patterns_compile_once_and_again_after_a_change(monkeypatch: pytest.Monk
         ("x", "linear_fc1", "*.layers.1.*"),
         ("*",),
     ]
+
+
+@pytest.mark.parametrize(
+    "patterns",
+    [
+        ["*linear_qkv", "*.layers.1.*", "decoder.*"],  # one regex of them, for good
+        ["decoder.*", "*.layers.1.*", "*linear_qkv", "decoder.*"],
+        ["*.layers.1.*", "linear_proj", "*qkv*", "*.layers.1.*"],  # two stars: rented
+    ],
+)
+def test_a_few_plain_patterns_claim_in_list_order(patterns: list[str]) -> None:
+    """Where several patterns of a short plain list match, the first in the list claims the
+    module, as upstream's loop; a short name equal to a later pattern does not jump the queue."""
+    modules = [
+        ("linear_qkv", "decoder.layers.1"),
+        ("linear_qkv", "decoder.layers.2"),
+        ("linear_proj", "decoder.layers.1"),
+        ("mlp", "decoder.layers.1"),
+        ("linear_proj", "other"),
+        ("x", None),
+    ]
+    ours = mb.ModuleMatcher(target_modules=list(patterns))
+    theirs = ref.ModuleMatcher(target_modules=list(patterns))
+    for name, prefix in modules:
+        assert ours.match(None, name, prefix) == theirs.match(None, name, prefix)
+    assert ours._alias_matches == theirs._alias_matches
 
 
 def test_copies_pickles_and_subclasses_keep_answering() -> None:

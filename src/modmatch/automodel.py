@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from .engine.namerule import NameRule
 from .engine.patternset import PatternSet
-from .engine.plans import SAMPLE, Charge, RentOrBuy, build_cost, sampled
+from .engine.plans import SAMPLE, Charge, RentOrBuy, build_cost, early, sampled
 from .engine.syntax import AUTOMODEL, quietly
 from .errors import PatternError
 from .reference import automodel as reference
@@ -182,10 +182,21 @@ def _plan(patterns: Any, excludes: bool) -> _Plan:
 
 @functools.lru_cache(maxsize=16)
 def _cached_plan(patterns: tuple[Any, ...], excludes: bool) -> _Plan:
-    """The plan for a hashable snapshot of a list, shared by every matcher given that list."""
+    """The plan for a hashable snapshot of a list, shared by every matcher given that list.
+
+    A pattern listed again is dropped: Automodel's loop answers whether any pattern matches, and
+    an invalid one fails where the loop first reaches it, at its first place in the list."""
+    patterns = tuple(dict.fromkeys(patterns))
     if _few_plain(patterns) and all(p.count("*") <= 1 for p in patterns):
         return frozenset(patterns), _union(patterns), None
     return None, None, _Rule(patterns, excludes)
+
+
+@functools.lru_cache(maxsize=1000)
+def _regex(pattern: str) -> Callable[[str], object]:
+    """Automodel's compiled regex for ``pattern``, kept as Automodel keeps it (its errors too:
+    a pattern that cannot be hashed, or is not a str, fails here as there)."""
+    return re.compile(reference.automodel_regex(pattern)).match
 
 
 @functools.lru_cache(maxsize=1000)
@@ -244,8 +255,17 @@ class ModuleMatcher(reference.ModuleMatcher):
                 seen, kept, names, quick, rule = self._modmatch_targets
             except AttributeError:  # made without __init__
                 seen, kept, names, quick, rule = _UNBUILT
-            if target_modules is not seen or target_modules != kept:
+            if target_modules is not seen:
                 names, quick, rule = self._planned(_TARGETS, target_modules, False)
+            else:
+                if type(target_modules) is list and (count := early(len(target_modules))):
+                    for pattern in target_modules[:count]:  # Automodel's loop, its first steps
+                        if name == pattern or (
+                            full_name is not None and _regex(pattern)(full_name) is not None
+                        ):
+                            return True
+                if target_modules != kept:
+                    names, quick, rule = self._planned(_TARGETS, target_modules, False)
             if quick is not None:
                 return name in names or (full_name is not None and quick(full_name) is not None)
             if rule is None:

@@ -25,7 +25,7 @@ from typing import Any
 from .engine.patternset import DEFAULT_CACHE_SIZE, PatternSet
 from .engine.plans import Renting, build_cost
 from .engine.suffixset import SuffixSet
-from .engine.syntax import MODULES_TO_SAVE, REGEX, quietly
+from .engine.syntax import MODULES_TO_SAVE, REGEX, Syntax, quietly
 from .errors import PatternError
 from .fold import fold, to_regex
 from .reference import peft as reference
@@ -107,13 +107,55 @@ def default_targets(model_type: str, version: str | None = None) -> set[str] | s
     return found if found is None or isinstance(found, str) else set(found)
 
 
+class _OnRe:
+    """Regexes of one PEFT syntax on Python's ``re``, as PEFT runs them: compiled at the first
+    key (where PEFT's ``re`` first fails on an invalid one), any of them answering."""
+
+    __slots__ = ("_compiled", "_patterns", "_syntax")
+
+    def __init__(self, patterns: list[str], syntax: Syntax) -> None:
+        self._patterns = patterns
+        self._syntax = syntax
+        self._compiled: tuple[Callable[[str], Any], ...] = ()
+
+    def match(self, key: str) -> bool:
+        """Whether any of the regexes matches ``key`` as PEFT runs it."""
+        compiled = self._compiled or self._compile()
+        if len(compiled) == 1:
+            return compiled[0](key) is not None
+        return any(each(key) is not None for each in compiled)
+
+    def _compile(self) -> tuple[Callable[[str], Any], ...]:
+        whole = self._syntax is REGEX
+        regexes = [p if whole else reference.modules_to_save_regex(p) for p in self._patterns]
+        compiled: tuple[Callable[[str], Any], ...]
+        try:
+            compiled = tuple(
+                re.compile(r).fullmatch if whole else re.compile(r).match for r in regexes
+            )
+        except re.error:
+            # PEFT fails on an invalid regex only at the keys that reach it, in list order.
+            run = re.fullmatch if whole else re.match
+            compiled = (lambda key: next(filter(None, (run(r, key) for r in regexes)), None),)
+        self._compiled = compiled
+        return compiled
+
+
+# How a config's regexes are built: the engine's PatternSet, or _OnRe.
+_Regexes = Callable[[list[str], Syntax], "PatternSet | _OnRe"]
+
+
+def _on_engine(patterns: list[str], syntax: Syntax) -> PatternSet:
+    return PatternSet(patterns, syntax=syntax)
+
+
 @dataclass(frozen=True)
 class _Rules:
-    """A config's patterns on the engine."""
+    """A config's patterns, each regex on the engine (or, for the rent, on ``re``)."""
 
-    excludes: PatternSet | SuffixSet | None
-    to_save: PatternSet | None
-    targets: PatternSet | SuffixSet | None
+    excludes: PatternSet | _OnRe | SuffixSet | None
+    to_save: PatternSet | _OnRe | None
+    targets: PatternSet | _OnRe | SuffixSet | None
     layers: Any  # layers_to_transform when the layer filter is on, else None
 
 
@@ -165,7 +207,7 @@ class PeftMatcher:
             # compiling has paid for itself (a single regex, or one with `\d` or `(?i)`, may
             # cost RE2 milliseconds to build, and PEFT's re answers it in under a microsecond).
             only = isinstance(target_modules, str) and _only_a_regex(settings)
-            rent = _fullmatch(target_modules) if only else self._by_reference  # type: ignore[arg-type]
+            rent = _fullmatch(target_modules) if only else self._on_re()  # type: ignore[arg-type]
             plans = Renting(rent, self._bought, build_cost(_regexes(settings)))
             object.__setattr__(self, "_rules", None)
             object.__setattr__(self, "_cache", None)
@@ -196,6 +238,13 @@ class PeftMatcher:
             return None
         object.__setattr__(self, "_rules", rules)
         return self._by_rules
+
+    def _on_re(self) -> Callable[[str], bool | Excluded | None]:
+        """The rent for a config holding a regex: PEFT's loop, each regex on ``re`` compiled at
+        its first key (PEFT's own first call compiles it into re's cache), each list a
+        :class:`SuffixSet`; PEFT's loop itself where an entry is not a str."""
+        rules = _compiled(self._settings, _OnRe)
+        return self._by_reference if rules is None else functools.partial(self._apply, rules)
 
     def _compiled_rules(self) -> _Rules | None:
         """The config on the engine, compiled now if it was not yet."""
@@ -249,6 +298,10 @@ class PeftMatcher:
         rules = self._rules
         if rules is None:
             return self._by_reference(key)
+        return self._apply(rules, key)
+
+    def _apply(self, rules: _Rules, key: str) -> bool | Excluded | None:
+        """PEFT's rules in its order, on ``rules``."""
         if rules.excludes is not None and rules.excludes.match(key):
             return self._excluded
         if rules.to_save is not None and rules.to_save.match(key):
@@ -256,7 +309,7 @@ class PeftMatcher:
         targets = rules.targets
         if targets is None:
             return False  # only parameters are targeted
-        if isinstance(targets, PatternSet):
+        if not isinstance(targets, SuffixSet):
             return targets.match(key) or None  # PEFT: a Match, or None
         if targets.equals(key):
             return True  # an exact full name skips the layer filter
@@ -283,12 +336,12 @@ class PeftMatcher:
         if found is self._excluded:
             if rules.excludes is not None and rules.excludes.match(key):
                 return "excluded", _first_entry(rules.excludes, key)
-            return "in modules_to_save", _first_entry(rules.to_save, key)  # type: ignore[arg-type]
+            return "in modules_to_save", _first_entry(rules.to_save, key)
         targets = rules.targets
         if targets is None:
             return "no target_modules", None
         entry = _first_entry(targets, key)
-        if isinstance(targets, PatternSet):
+        if not isinstance(targets, SuffixSet):
             return ("target regex" if found else "target regex does not match"), entry
         if targets.equals(key):
             return "exact full name (no layer filter)", key
@@ -357,17 +410,19 @@ class PeftMatcher:
         return f"PeftMatcher({fields}, version={self.version!r})"
 
 
-def _compiled(settings: SimpleNamespace) -> _Rules | None:
-    """The config on the engine; None where only PEFT's own loop answers it exactly."""
+def _compiled(settings: SimpleNamespace, regexes: _Regexes = _on_engine) -> _Rules | None:
+    """The config with its regexes built by ``regexes``; None where only PEFT's own loop
+    answers it exactly."""
     if settings.target_modules is None and settings.target_parameters is None:
         return None  # PEFT fails on `key in None`, for the keys that get that far
     try:
         with quietly():  # PEFT runs every pattern on re, and never warns of one
             to_save = settings.modules_to_save
+            excludes, targets = settings.exclude_modules, settings.target_modules
             return _Rules(
-                _rule(settings.exclude_modules) if settings.exclude_modules else None,
-                PatternSet(list(to_save), syntax=MODULES_TO_SAVE) if to_save else None,
-                None if settings.target_modules is None else _rule(settings.target_modules),
+                _rule(excludes, regexes) if excludes else None,
+                regexes(list(to_save), MODULES_TO_SAVE) if to_save else None,
+                None if targets is None else _rule(targets, regexes),
                 _layer_filter(settings.layers_to_transform),
             )
     except (PatternError, TypeError):
@@ -419,10 +474,10 @@ def _regexes(settings: SimpleNamespace) -> int:
     )
 
 
-def _rule(patterns: str | Iterable[str]) -> PatternSet | SuffixSet:
+def _rule(patterns: str | Iterable[str], regexes: _Regexes) -> PatternSet | _OnRe | SuffixSet:
     """A str is one regex for the whole key; anything else is a collection of literal entries."""
     if isinstance(patterns, str):
-        return PatternSet([patterns], syntax=REGEX)
+        return regexes([patterns], REGEX)
     return SuffixSet(patterns)
 
 
@@ -432,7 +487,7 @@ def _layer_filter(layers: Any) -> Any:
     return layers if using else None
 
 
-def _first_entry(rule: PatternSet | SuffixSet, key: str) -> Any:
+def _first_entry(rule: Any, key: str) -> Any:
     if isinstance(rule, SuffixSet):
         return next(iter(rule.matching(key)), None)
     hits = rule.matches(key)
