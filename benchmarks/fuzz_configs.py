@@ -142,9 +142,9 @@ def draw(
                     layers = n.layers or [0]
                     fields["layers_to_transform"] = rnd.sample(layers, max(1, len(layers) // 3))
                 if family == "excludes":
-                    fields["exclude_modules"] = rnd.choice(
-                        (r".*\.layers\.[0-2]\..*", families["full names"](size))
-                    )
+                    excludes = rnd.choice((r".*\.layers\.[0-2]\..*", families["full names"](size)))
+                    fields["exclude_modules"] = excludes
+                    family += ": regex" if isinstance(excludes, str) else ": full names"
         else:
             family = rnd.choice(sorted(families))
             entries = families[family](size)

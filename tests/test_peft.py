@@ -36,7 +36,7 @@ _ENTRIES = st.lists(PEFT_ENTRIES, max_size=4)
 CONFIGS = st.builds(
     SimpleNamespace,
     target_modules=st.one_of(PEFT_REGEXES, _ENTRIES, _ENTRIES.map(set), st.none()),
-    exclude_modules=st.one_of(st.none(), PEFT_REGEXES, _ENTRIES),
+    exclude_modules=st.one_of(st.none(), PEFT_REGEXES, _ENTRIES, _ENTRIES.map(set)),
     modules_to_save=st.one_of(st.none(), st.lists(st.sampled_from(["lm_head", "mlp", "1"]))),
     layers_to_transform=_LAYERS,
     layers_pattern=_LAYERS_PATTERN,

@@ -129,7 +129,7 @@ class _Compiled:
     regex) until the time it took has paid for compiling the list, then the compiled set answers
     (:mod:`modmatch.engine.plans`); a short list of plain patterns is compiled at once."""
 
-    __slots__ = ("_by_name", "_set", "any", "exact", "first", "patterns", "source")
+    __slots__ = ("_by_name", "_regexes", "_set", "any", "exact", "first", "patterns", "source")
     # Index of the first pattern equal to a short name or matching a full name; and whether
     # some pattern matches a full name (never None).
     first: Callable[[str | None, str | None], int | None]
@@ -139,6 +139,7 @@ class _Compiled:
         self.source = source  # the copy later calls compare the live value with
         self.patterns = patterns
         self._set: PatternSet | None = None
+        self._regexes: dict[str, Callable[[str], re.Match[str] | None]] = {}  # for the loop
         # Only str patterns go to RE2; anything else takes upstream's own loop, which raises
         # what upstream raises, where upstream raises it.
         self.exact = all(type(pattern) is str for pattern in patterns)
@@ -184,14 +185,24 @@ class _Compiled:
         return self._set_any if self.compiled() is not None else None
 
     def _loop_first(self, name: str | None, full_name: str | None) -> int | None:
-        """Upstream's loop (re, each pattern in turn)."""
+        """Upstream's loop, each pattern on ``re`` in turn, compiled when the loop first reaches
+        it (upstream looks it up in ``re``'s cache on every call), so an invalid one fails
+        where upstream's does."""
+        regexes = self._regexes
         for index, pattern in enumerate(self.patterns):
-            if name == pattern or _re_wildcard_match(pattern, full_name):
+            if name == pattern:
+                return index
+            if full_name is None:
+                continue  # upstream's wildcard_match: None for no name, before compiling
+            match = regexes.get(pattern)
+            if match is None:
+                match = regexes[pattern] = re.compile(seed_regex(pattern)).match
+            if match(full_name) is not None:
                 return index
         return None
 
     def _loop_any(self, full_name: str | None) -> bool:
-        return any(_re_wildcard_match(pattern, full_name) for pattern in self.patterns)
+        return full_name is not None and self._loop_first(None, full_name) is not None
 
     def compiled(self) -> PatternSet | None:
         """The list compiled into one set (once); None where it cannot be."""

@@ -617,6 +617,11 @@ def check_target_module_exists(config: Any, key: str) -> bool | Excluded | None:
     replaced or changes size. A field changed in place that keeps its size is not seen: build
     a :class:`PeftMatcher` (or assign a new list) after such a change.
     """
+    # PEFT's first question, asked of the live config as PEFT asks it: a key in an exclude set
+    # (LoraConfig makes a list one) is ruled out in one lookup, which no matcher can beat.
+    excludes = getattr(config, "exclude_modules", None)
+    if type(excludes) is set and key in excludes:
+        return _excluded_marker()  # type: ignore[no-any-return]
     compiled = _BY_CONFIG.get(id(config))
     if compiled is None or not compiled.fresh(config):
         if len(_BY_CONFIG) >= _BY_CONFIG_SIZE:
