@@ -159,6 +159,31 @@ def test_a_replaced_field_is_seen() -> None:
     assert peft.check_target_module_exists(config, "m.q_proj") is False
 
 
+def test_the_drop_in_reads_a_regex_target_from_the_live_config() -> None:
+    """A regex target alone is answered by the regex's matcher, read from the config at each
+    call: a target replaced, or excludes added, answer as PEFT at once."""
+    config = SimpleNamespace(
+        target_modules=r".*\.q_proj",
+        exclude_modules=None,
+        modules_to_save=None,
+        layers_to_transform=None,
+        layers_pattern=None,
+        target_parameters=None,
+    )
+    keys = ["m.q_proj", "m.q_projx", "m.k_proj", "m.k_proj.q_proj"]
+    for change in (
+        {},
+        {"target_modules": r".*\.k_proj"},
+        {"modules_to_save": ["k_proj"]},
+        {"modules_to_save": None, "exclude_modules": {"m.k_proj"}},
+    ):
+        vars(config).update(change)
+        for key in keys:
+            found = peft.check_target_module_exists(config, key)
+            expected = reference.check_target_module_exists(config, key)
+            assert same_answer(found, expected), (change, key, found, expected)
+
+
 def test_invalid_regex_fails_only_where_peft_reaches_it() -> None:
     matcher = peft.PeftMatcher(".*q_proj(", exclude_modules=["k_proj"])
     assert not matcher.match("m.k_proj")  # excluded before the target regex is read

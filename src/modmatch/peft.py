@@ -607,6 +607,8 @@ def _read(config: Any) -> tuple[Any, ...]:
 
 
 _BY_CONFIG: dict[int, _ConfigMatcher] = {}
+# Matchers of a regex target alone, by the regex (at most 64).
+_BY_REGEX: dict[str, Callable[[str], bool | Excluded | None]] = {}
 
 
 def check_target_module_exists(config: Any, key: str) -> bool | Excluded | None:
@@ -617,11 +619,23 @@ def check_target_module_exists(config: Any, key: str) -> bool | Excluded | None:
     replaced or changes size. A field changed in place that keeps its size is not seen: build
     a :class:`PeftMatcher` (or assign a new list) after such a change.
     """
-    # PEFT's first question, asked of the live config as PEFT asks it: a key in an exclude set
-    # (LoraConfig makes a list one) is ruled out in one lookup, which no matcher can beat.
+    # PEFT's first questions, asked of the live config as PEFT asks them, where the answer
+    # needs no matcher kept for the config (and so no check that the config is unchanged): a
+    # key in an exclude set (LoraConfig makes a list one) is ruled out in one lookup, and a
+    # regex target alone is answered by the regex's own matcher.
     excludes = getattr(config, "exclude_modules", None)
-    if type(excludes) is set and key in excludes:
-        return _excluded_marker()  # type: ignore[no-any-return]
+    if excludes:
+        if type(excludes) is set and key in excludes:
+            return _excluded_marker()  # type: ignore[no-any-return]
+    elif type(targets := getattr(config, "target_modules", None)) is str and not getattr(
+        config, "modules_to_save", None
+    ):
+        by_regex = _BY_REGEX.get(targets)
+        if by_regex is None:
+            if len(_BY_REGEX) >= _BY_CONFIG_SIZE:
+                _BY_REGEX.clear()
+            by_regex = _BY_REGEX[targets] = PeftMatcher(targets).match
+        return by_regex(key)
     compiled = _BY_CONFIG.get(id(config))
     if compiled is None or not compiled.fresh(config):
         if len(_BY_CONFIG) >= _BY_CONFIG_SIZE:
