@@ -57,10 +57,9 @@ else:
     )
     COUNT, ROUNDS, BUDGET = 48, 3, 0.15
 SEED = 26
-# CI guards the worst ratio at this floor: the worst of 5 runs on the shared machine (0.63x, a
-# Megatron-Bridge list of per-layer globs repeated; benchmarks/README.md, "Performance fuzz")
-# over 1.5. The target, 0.5x, is met in every run, but too close to the worst to be the guard.
-WORST_FLOOR = 0.42
+# CI guards the worst ratio at the target itself, 0.5x: the slice's worst was 0.80-0.82x in three
+# runs on the shared machine (benchmarks/README.md, "Performance fuzz"), a margin of 1.6.
+WORST_FLOOR = 0.5
 
 # A walk: given the module indices to visit, the names it selected.
 Walk = Callable[[list[int]], list[str]]
