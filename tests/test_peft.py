@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import re
+import warnings
 from types import SimpleNamespace
 from typing import Any
 
@@ -182,6 +183,30 @@ def test_the_drop_in_reads_a_regex_target_from_the_live_config() -> None:
             found = peft.check_target_module_exists(config, key)
             expected = reference.check_target_module_exists(config, key)
             assert same_answer(found, expected), (change, key, found, expected)
+
+
+@pytest.mark.parametrize("bad", ["a{4294967296}", "(" * 3000 + ")" * 3000, "[[a]"])
+def test_a_later_modules_to_save_entry_is_compiled_only_when_reached(bad: str) -> None:
+    """PEFT runs ``modules_to_save`` entries in order until one matches: an entry ``re`` cannot
+    compile (OverflowError, RecursionError) or warns about fails only the keys that reach it."""
+    config = SimpleNamespace(
+        target_modules=["q_proj"],
+        exclude_modules=r".*\.k_proj",  # a regex: PEFT's loop on re answers
+        modules_to_save=["lm_head", bad],
+        layers_to_transform=None,
+        layers_pattern=None,
+        target_parameters=None,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning raised where PEFT's re would raise it
+        for key in ["model.lm_head", "model.x.q_proj"]:
+            expected = outcome(lambda k=key: reference.check_target_module_exists(config, k))
+            found = outcome(lambda k=key: peft.check_target_module_exists(config, k))
+            assert found[0] == expected[0], (key, found, expected)
+            if found[0] == "returned":
+                assert same_answer(found[1], expected[1]), (key, found, expected)
+            else:
+                assert found[1] is expected[1], (key, found, expected)
 
 
 def test_invalid_regex_fails_only_where_peft_reaches_it() -> None:

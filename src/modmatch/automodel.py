@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from .engine.namerule import NameRule
 from .engine.patternset import PatternSet
-from .engine.plans import SAMPLE, Charge, RentOrBuy, build_cost, early, sampled
+from .engine.plans import SAMPLE, Charge, RentOrBuy, asked_first, build_cost, sampled
 from .engine.syntax import AUTOMODEL, quietly
 from .errors import PatternError
 from .reference import automodel as reference
@@ -258,7 +258,7 @@ class ModuleMatcher(reference.ModuleMatcher):
             if target_modules is not seen:
                 names, quick, rule = self._planned(_TARGETS, target_modules, False)
             else:
-                if type(target_modules) is list and (count := early(len(target_modules))):
+                if type(target_modules) is list and (count := asked_first(len(target_modules))):
                     for pattern in target_modules[:count]:  # Automodel's loop, its first steps
                         if name == pattern or (
                             full_name is not None and _regex(pattern)(full_name) is not None

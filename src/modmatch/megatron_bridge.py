@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from .engine.batch import seed_keys, selected_by, split, walked
 from .engine.patternset import PatternSet
-from .engine.plans import Renting, build_cost, buy_at_once, early, few_plain
+from .engine.plans import Renting, asked_first, build_cost, buy_at_once, few_plain
 from .engine.syntax import quietly
 from .errors import PatternError
 from .matcher import wildcard_match as _engine_wildcard_match
@@ -150,14 +150,17 @@ class _Compiled:
         if self.exact and self._by_name and few_plain(self._by_name):
             first, any_ = self._union_plan()
             if all(pattern.count("*") <= 1 for pattern in self._by_name):
-                self.first, self.any = first, any_
-                return
+                self.first, self.any = first, any_  # linear in the name: for good
+            else:
+                self._rent(first, any_)  # several `*` a pattern: re may backtrack
         elif buy_at_once(patterns) and self.compiled() is not None:
             self.first, self.any = self._first_by(self._set_hit), self._set_any
-            return
         else:
-            first, any_ = self._loop_first, self._loop_any
-        price = build_cost(len(patterns))
+            self._rent(self._loop_first, self._loop_any)
+
+    def _rent(self, first: Callable[..., int | None], any_: Callable[[str | None], bool]) -> None:
+        """Answer with ``first`` and ``any_`` until compiling the list pays."""
+        price = build_cost(len(self.patterns))
         renting_first = Renting(first, self._bought_first, price)
         renting_any = Renting(any_, self._bought_any, price)
         self.first = lambda name, full_name: renting_first.answer(name, full_name)
@@ -353,7 +356,7 @@ class ModuleMatcher(reference.ModuleMatcher):
 
     def _claim(self, slot: int, value: Any, name: Any, full_name: Any) -> tuple[str, str] | None:
         """Upstream's loop: the first pattern of ``value`` equal to ``name`` or matching ``full_name``."""
-        if type(value) is list and (count := early(len(value))):
+        if type(value) is list and (count := asked_first(len(value))):
             for pattern in value[:count]:  # upstream's loop, its first steps
                 if name == pattern or _re_wildcard_match(pattern, full_name):
                     self._record_match(pattern, full_name)

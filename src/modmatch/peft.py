@@ -5,8 +5,8 @@ Answers are PEFT's (reference: :mod:`modmatch.reference.peft`) without importing
 is a regex the whole key must match (on RE2, or on ``re`` where only ``re`` can run it), list
 entries are literal dotted suffixes, looked up in a hash set, and every answer is cached per key.
 Patterns the engine cannot take (an invalid regex, an entry that is not a str) are answered by
-the reference, which fails, as PEFT does, only on the keys that reach them. The rules are those
-of the installed PEFT where it is one of these releases, else of PEFT 0.21.2.
+PEFT's loop on ``re``, which fails, as PEFT does, only on the keys that reach them. The rules
+are those of the installed PEFT where it is one of these releases, else of PEFT 0.21.2.
 """
 
 from __future__ import annotations
@@ -108,37 +108,31 @@ def default_targets(model_type: str, version: str | None = None) -> set[str] | s
 
 
 class _OnRe:
-    """Regexes of one PEFT syntax on Python's ``re``, as PEFT runs them: compiled at the first
-    key (where PEFT's ``re`` first fails on an invalid one), any of them answering."""
+    """Regexes of one PEFT syntax on Python's ``re``, run as PEFT runs them: in list order until
+    one matches, each compiled when a key first reaches it, so that one which fails to compile
+    (or warns) does so at the keys where PEFT's fails."""
 
-    __slots__ = ("_compiled", "_patterns", "_syntax")
+    __slots__ = ("_compiled", "_regexes", "_whole")
 
     def __init__(self, patterns: list[str], syntax: Syntax) -> None:
-        self._patterns = patterns
-        self._syntax = syntax
-        self._compiled: tuple[Callable[[str], Any], ...] = ()
+        self._whole = syntax is REGEX
+        self._regexes = [p if self._whole else reference.modules_to_save_regex(p) for p in patterns]
+        self._compiled: list[Callable[[str], Any]] = []  # the leading regexes, compiled
 
     def match(self, key: str) -> bool:
         """Whether any of the regexes matches ``key`` as PEFT runs it."""
-        compiled = self._compiled or self._compile()
-        if len(compiled) == 1:
-            return compiled[0](key) is not None
-        return any(each(key) is not None for each in compiled)
-
-    def _compile(self) -> tuple[Callable[[str], Any], ...]:
-        whole = self._syntax is REGEX
-        regexes = [p if whole else reference.modules_to_save_regex(p) for p in self._patterns]
-        compiled: tuple[Callable[[str], Any], ...]
-        try:
-            compiled = tuple(
-                re.compile(r).fullmatch if whole else re.compile(r).match for r in regexes
-            )
-        except re.error:
-            # PEFT fails on an invalid regex only at the keys that reach it, in list order.
-            run = re.fullmatch if whole else re.match
-            compiled = (lambda key: next(filter(None, (run(r, key) for r in regexes)), None),)
-        self._compiled = compiled
-        return compiled
+        compiled = self._compiled
+        for run in compiled:
+            if run(key) is not None:
+                return True
+        regexes = self._regexes
+        while len(compiled) < len(regexes):
+            regex = re.compile(regexes[len(compiled)])
+            run = regex.fullmatch if self._whole else regex.match
+            compiled.append(run)
+            if run(key) is not None:
+                return True
+        return False
 
 
 # How a config's regexes are built: the engine's PatternSet, or _OnRe.
@@ -488,6 +482,8 @@ def _layer_filter(layers: Any) -> Any:
 
 
 def _first_entry(rule: Any, key: str) -> Any:
+    """The entry (or regex) of an engine rule that selects ``key``: ``explain`` compiles the
+    config on the engine, so ``rule`` is a PatternSet or a SuffixSet."""
     if isinstance(rule, SuffixSet):
         return next(iter(rule.matching(key)), None)
     hits = rule.matches(key)
@@ -616,8 +612,9 @@ def check_target_module_exists(config: Any, key: str) -> bool | Excluded | None:
     or its release is not known): truthy exactly when PEFT's is.
 
     The compiled matcher is kept per config, and compiled again when one of its fields is
-    replaced or changes size. A field changed in place that keeps its size is not seen: build
-    a :class:`PeftMatcher` (or assign a new list) after such a change.
+    replaced or changes size. A field changed in place that keeps its size is seen only by the
+    steps asked of the live config (a key in an exclude set), not by the kept matcher: build a
+    :class:`PeftMatcher` (or assign a new list) after such a change.
     """
     # PEFT's first questions, asked of the live config as PEFT asks them, where the answer
     # needs no matcher kept for the config (and so no check that the config is unchanged): a

@@ -37,9 +37,9 @@ __all__ = [
     "Charge",
     "RentOrBuy",
     "Renting",
+    "asked_first",
     "build_cost",
     "buy_at_once",
-    "early",
     "few_plain",
     "sampled",
     "typical",
@@ -108,9 +108,9 @@ def few_plain(patterns: Collection[Any]) -> bool:
 _EARLY_PER = 384
 
 
-def early(entries: int) -> int:
-    """How many leading entries of a list of ``entries`` are asked as the framework asks them
-    before the list is checked for a change in place."""
+def asked_first(entries: int) -> int:
+    """How many leading entries of a list of ``entries`` are asked as the framework asks them,
+    on the live list, before the list is checked for a change in place."""
     return entries // _EARLY_PER
 
 
