@@ -41,8 +41,9 @@ _PLAIN = re.compile(r"[A-Za-z0-9_.*\-]*")
 _TARGETS = "_modmatch_targets"
 _EXCLUDES = "_modmatch_excludes"
 # What a matcher keeps for a list: the list it was built for, a copy of it (to tell a change in
-# place) and the list's plan, unpacked (see _plan). Nothing built yet:
-_UNBUILT: tuple[Any, Any, Any, Any, Any] = (None, None, None, None, None)
+# place), the list's plan, unpacked (see _plan), and how many of its first entries are asked
+# before the copy is compared (plans.asked_first). Nothing built yet:
+_UNBUILT: tuple[Any, Any, Any, Any, Any, int] = (None, None, None, None, None, 0)
 
 
 @functools.lru_cache(maxsize=1)
@@ -252,14 +253,14 @@ class ModuleMatcher(reference.ModuleMatcher):
                 "`exclude_modules` must be empty when `target_modules` is used."
             )
             try:
-                seen, kept, names, quick, rule = self._modmatch_targets
+                seen, kept, names, quick, rule, first = self._modmatch_targets
             except AttributeError:  # made without __init__
-                seen, kept, names, quick, rule = _UNBUILT
+                seen, kept, names, quick, rule, first = _UNBUILT
             if target_modules is not seen:
                 names, quick, rule = self._planned(_TARGETS, target_modules, False)
             else:
-                if type(target_modules) is list and (count := asked_first(len(target_modules))):
-                    for pattern in target_modules[:count]:  # Automodel's loop, its first steps
+                if first:
+                    for pattern in target_modules[:first]:  # Automodel's loop, its first steps
                         if name == pattern or (
                             full_name is not None and _regex(pattern)(full_name) is not None
                         ):
@@ -273,9 +274,9 @@ class ModuleMatcher(reference.ModuleMatcher):
             return rule.answer(name, full_name)  # type: ignore[no-any-return]
         exclude_modules = self.exclude_modules
         try:
-            seen, kept, names, quick, rule = self._modmatch_excludes
+            seen, kept, names, quick, rule, _ = self._modmatch_excludes
         except AttributeError:
-            seen, kept, names, quick, rule = _UNBUILT
+            seen, kept, names, quick, rule, _ = _UNBUILT
         if exclude_modules is not seen or exclude_modules != kept:
             names, quick, rule = self._planned(_EXCLUDES, exclude_modules, True)
         if quick is not None:
@@ -290,12 +291,13 @@ class ModuleMatcher(reference.ModuleMatcher):
         """The plan for ``patterns``, the list a field holds now, kept under ``key`` with a copy
         of the list (planned first: a list that fails to plan leaves the previous one)."""
         plan = _plan(patterns, excludes)
-        object.__setattr__(self, key, (patterns, copy.copy(patterns), *plan))
+        first = asked_first(len(patterns)) if type(patterns) is list else 0
+        object.__setattr__(self, key, (patterns, copy.copy(patterns), *plan, first))
         return plan
 
     def __getstate__(self) -> dict[str, Any]:
         """The fields, without the plans: a copy or an unpickled matcher plans on first use."""
         return {**self.__dict__, _TARGETS: _UNBUILT, _EXCLUDES: _UNBUILT}
 
-    _modmatch_targets: ClassVar[tuple[Any, Any, Any, Any, Any]]
-    _modmatch_excludes: ClassVar[tuple[Any, Any, Any, Any, Any]]
+    _modmatch_targets: ClassVar[tuple[Any, Any, Any, Any, Any, int]]
+    _modmatch_excludes: ClassVar[tuple[Any, Any, Any, Any, Any, int]]
