@@ -11,6 +11,7 @@ lists, excludes, PEFT regex strings (``\\d``, ``(?i)``, alternations, lookaround
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,10 +31,13 @@ class Config:
     family: str
     size: int
     fields: dict[str, Any] = field(hash=False)
+    # Which draw of this framework, model, family and size it is (the first is 1).
+    draw: int = 1
 
     @property
     def id(self) -> str:
-        return f"{self.framework}/{self.model}/{self.family}/{self.size}"
+        again = f" #{self.draw}" if self.draw > 1 else ""
+        return f"{self.framework}/{self.model}/{self.family}/{self.size}{again}"
 
     @property
     def entries(self) -> int:
@@ -123,6 +127,7 @@ def draw(
     rnd = random.Random(seed)
     names = {model: _Names(model) for model in models}
     drawn: list[Config] = []
+    draws: Counter[tuple[str, str, str, int]] = Counter()
     while len(drawn) < count:
         framework = rnd.choice(frameworks)
         model = rnd.choice(models)
@@ -152,5 +157,8 @@ def draw(
                 family, fields = f"excludes: {family}", {"exclude_modules": entries}
             else:
                 fields = {"target_modules": entries}
-        drawn.append(Config(framework, model, family, size, fields))
+        draws[framework, model, family, size] += 1
+        drawn.append(
+            Config(framework, model, family, size, fields, draws[framework, model, family, size])
+        )
     return drawn
