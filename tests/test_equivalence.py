@@ -307,8 +307,7 @@ def plan(request: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     # hundreds in use), then the plan: both parts of every call are exercised.
     monkeypatch.setattr(plans, "_EARLY_PER", 2)
     if request.param != "rent":
-        monkeypatch.setattr(automodel, "_FEW", 0)  # no list is asked as one regex
-        monkeypatch.setattr(plans, "_FEW", 0)  # nor by Megatron-Bridge's drop-in
+        monkeypatch.setattr(plans, "_FEW", 0)  # no list is asked as one regex
     if request.param == "buy at once":
         monkeypatch.setattr(plans, "SAMPLE", 1)
         monkeypatch.setattr(plans, "_MIN_CALLS", 1)

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from .engine.namerule import NameRule
 from .engine.patternset import PatternSet
-from .engine.plans import SAMPLE, Charge, RentOrBuy, asked_first, build_cost, sampled
+from .engine.plans import SAMPLE, Charge, RentOrBuy, asked_first, build_cost, few_plain, sampled
 from .engine.syntax import AUTOMODEL, quietly
 from .errors import PatternError
 from .reference import automodel as reference
@@ -28,12 +28,6 @@ __all__ = ["ModuleMatcher", "wildcard_match"]
 
 logger = logging.getLogger(__name__)
 
-# Lists of up to this many patterns written in plain characters are asked as one regex, every
-# pattern an alternative of it: Automodel's loop without its two frames per pattern.
-_FEW = 8
-# Plain characters: a pattern of these alone is a valid regex, whatever it holds, and its regex
-# (literals, `.`, `(.*)`, `(\..*)?` and the anchors) means the same as an alternative of a union.
-_PLAIN = re.compile(r"[A-Za-z0-9_.*\-]*")
 # Where a matcher keeps the plan of each list: attributes beside the dataclass's fields, set in
 # __post_init__ so that every instance has them, in the same order. Python then keeps the
 # instance's attributes in the class's shared layout; an attribute added at the first call
@@ -72,7 +66,7 @@ class _Rule(RentOrBuy[bool]):
 
     def __init__(self, patterns: tuple[Any, ...], excludes: bool) -> None:
         self._patterns = patterns
-        if _few_plain(patterns):
+        if few_plain(patterns):
             rent = functools.partial(_one_regex, patterns)
         else:
             rent = functools.partial(_loop, patterns, excludes)
@@ -86,11 +80,6 @@ class _Rule(RentOrBuy[bool]):
                 return NameRule(self._patterns, AUTOMODEL).matches
         except (PatternError, TypeError):
             return None
-
-
-def _few_plain(patterns: tuple[Any, ...]) -> bool:
-    """Whether ``patterns`` are a few str patterns of plain characters (see :data:`_FEW`)."""
-    return len(patterns) <= _FEW and all(type(p) is str and _PLAIN.fullmatch(p) for p in patterns)
 
 
 def _quick_regex(pattern: str) -> str:
@@ -188,7 +177,7 @@ def _cached_plan(patterns: tuple[Any, ...], excludes: bool) -> _Plan:
     A pattern listed again is dropped: Automodel's loop answers whether any pattern matches, and
     an invalid one fails where the loop first reaches it, at its first place in the list."""
     patterns = tuple(dict.fromkeys(patterns))
-    if _few_plain(patterns) and all(p.count("*") <= 1 for p in patterns):
+    if few_plain(patterns) and all(p.count("*") <= 1 for p in patterns):
         return frozenset(patterns), _union(patterns), None
     return None, None, _Rule(patterns, excludes)
 
